@@ -1,0 +1,159 @@
+"""RunConfig: everything a run depends on, validated before anything is built or written."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pebench.backbones import BACKBONES
+from pebench.data.base import DATASETS
+from pebench.errors import PebenchError, unknown_name
+from pebench.method import METHODS
+from pebench.task import TASKS
+
+DEFAULT_STEPS = 300
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_LR = 1e-3
+
+
+@dataclass
+class RunConfig:
+    method: str
+    tasks: tuple[str, ...] | None = None  # None: the dataset's default tasks
+    dataset: str = "synthetic"
+    data_root: Path | None = None
+    backbone: str = "swin-nano"
+    weights: str = "auto"  # "auto" (embedded, if the backbone has them), "none", or a path
+    img_size: int | None = None  # None: the dataset's default
+    steps: int | None = None  # None: DEFAULT_STEPS unless epochs is given
+    epochs: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    eval_batch_size: int | None = None  # None: batch_size
+    lr: float = DEFAULT_LR
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    clip_grad_norm: float = 5.0
+    eval_every: int = 0  # evaluate every N steps as well as at the end; 0 = only at the end
+    seed: int = 0
+    device: str = "auto"
+    out: Path = Path("results/runs")
+    method_overrides: dict[str, str] = field(default_factory=dict)
+
+    def resolved(self) -> RunConfig:
+        """Validate every field and fill the defaults that depend on the dataset; raises
+        PebenchError with one line for the first problem found."""
+        if self.method not in METHODS:
+            raise unknown_name("method", self.method, METHODS.names(),
+                               "Run 'pebench list methods' to see them.")
+        if self.dataset not in DATASETS:
+            raise unknown_name("dataset", self.dataset, DATASETS.names())
+        if self.backbone not in BACKBONES:
+            raise unknown_name("backbone", self.backbone, BACKBONES.names())
+        info = DATASETS.get(self.dataset).info
+        tasks = self.tasks or info.default_tasks
+        for task in tasks:
+            if task not in TASKS:
+                raise unknown_name("task", task, TASKS.names())
+            if task not in info.tasks:
+                raise PebenchError(f"dataset '{self.dataset}' has no labels for task '{task}'; "
+                                   f"it offers: {', '.join(info.tasks)}.")
+        if len(set(tasks)) != len(tasks):
+            raise PebenchError(f"a task is listed twice in --tasks {','.join(tasks)}.")
+        data_root = self.data_root
+        if info.needs_root:
+            if data_root is None:
+                raise PebenchError(f"dataset '{self.dataset}' needs --data-root pointing at its "
+                                   "folder on disk (pebench never downloads it).")
+            if not data_root.is_dir():
+                raise PebenchError(f"--data-root '{data_root}' is not a directory.")
+        spec = BACKBONES.get(self.backbone)
+        if self.weights == "auto" and not spec.embedded_weights:
+            raise PebenchError(f"backbone '{self.backbone}' has no embedded weights: give "
+                               "--weights PATH to a local ImageNet checkpoint (timm or original "
+                               "Swin format), or --weights none for a random initialisation.")
+        if self.weights not in ("auto", "none") and not Path(self.weights).is_file():
+            raise PebenchError(f"--weights '{self.weights}' is not a file. Give a local "
+                               "checkpoint path, 'auto' or 'none'.")
+        img_size = self.img_size or info.default_img_size
+        if img_size < 32 or img_size % (spec.patch_size * 8) != 0:
+            raise PebenchError(f"--img-size {img_size} is not valid for {self.backbone}: it must "
+                               f"be a multiple of {spec.patch_size * 8} (patch size × 8) and ≥ 32.")
+        if self.steps is not None and self.epochs is not None:
+            raise PebenchError("give either --steps or --epochs, not both.")
+        _at_least("--steps", self.steps, 0)
+        _at_least("--epochs", self.epochs, 1)
+        _at_least("--batch-size", self.batch_size, 1)
+        _at_least("--eval-batch-size", self.eval_batch_size, 1)
+        _at_least("--eval-every", self.eval_every, 0)
+        if not self.lr > 0:
+            raise PebenchError(f"--lr must be positive, got {self.lr}.")
+        if not 0 <= self.warmup_fraction < 1:
+            raise PebenchError(
+                f"the warm-up fraction must be in [0, 1), got {self.warmup_fraction}.")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise PebenchError(f"unknown --device '{self.device}'; valid: auto, cpu, cuda, cuda:N.")
+        steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
+        method_config(self.method, self.method_overrides)  # fails early on a bad --set
+        return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps)
+
+
+def _at_least(flag: str, value: int | None, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise PebenchError(f"{flag} must be ≥ {minimum}, got {value}.")
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["rank=8", "targets=attn.qkv,mlp.fc1"]`` → ``{"rank": "8", ...}``."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PebenchError(f"--set '{item}' is not of the form key=value.")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def method_config(method: str, overrides: dict[str, str]) -> Any:
+    """The method's Config dataclass with ``--set`` overrides applied and type-checked."""
+    config_cls = METHODS.get(method).Config
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    values = {}
+    for key, raw in overrides.items():
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "none (this method has no hyperparameters)"
+            raise PebenchError(f"method '{method}' has no hyperparameter '{key}'; valid: {valid}.")
+        values[key] = _coerce(method, key, raw, hints[key])
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as exc:
+        raise PebenchError(f"invalid hyperparameters for '{method}': {exc}") from exc
+
+
+def _coerce(method: str, key: str, raw: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    try:
+        if origin is typing.Literal:
+            choices = [str(a) for a in args]
+            if raw not in choices:
+                raise ValueError(f"choose one of {', '.join(choices)}")
+            return args[choices.index(raw)]
+        if origin is tuple:
+            item_kind = args[0] if args else str
+            return tuple(_coerce(method, key, part.strip(), item_kind)
+                         for part in raw.split(",") if part.strip())
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("expected true or false")
+            return lowered in ("true", "1", "yes")
+        if kind in (int, float, str):
+            return kind(raw)
+    except ValueError as exc:
+        raise PebenchError(f"--set {key}={raw} for '{method}': {exc}.") from exc
+    raise PebenchError(f"--set {key}: hyperparameters of type {kind} cannot be set from the "
+                       "command line.")

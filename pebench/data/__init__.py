@@ -1,0 +1,1 @@
+"""Datasets: the embedded synthetic scenes and loaders for the real benchmarks."""

@@ -1,0 +1,55 @@
+"""Evaluation: one pass over a split through every task's meter, and Δm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch.nn import functional as F
+
+from pebench.data.base import DatasetInfo
+from pebench.model import MultiTaskModel
+from pebench.task import Task
+
+Metrics = dict[str, dict[str, float]]
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
+             tasks: dict[str, Task], info: DatasetInfo, device: torch.device) -> Metrics:
+    """Every meter value of every task over the whole split.
+
+    Hypernetwork weights are generated once (``prepare``) and reused for every batch. Outputs
+    are resized to the label size when a dataset evaluates at its original resolution.
+    """
+    meters = {name: task.meter(info) for name, task in tasks.items()}
+    was_training = model.training
+    model.eval()
+    model.prepare()
+    for batch in batches:
+        outputs = model(batch["image"].to(device))
+        for name, task in tasks.items():
+            target = batch[name].to(device)
+            output = outputs[name]
+            if output.shape[-2:] != target.shape[-2:]:
+                output = F.interpolate(output, size=target.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+            meters[name].update(task.predict(output), target)
+    model.train(was_training)
+    return {name: meters[name].compute() for name in tasks}
+
+
+def primary_metrics(metrics: Metrics, tasks: dict[str, Task]) -> dict[str, float]:
+    return {name: metrics[name][task.primary_metric] for name, task in tasks.items()}
+
+
+def delta_m(primary: Mapping[str, float], reference: Mapping[str, float],
+            higher_is_better: Mapping[str, bool]) -> float:
+    """Δm = mean over tasks of s·(M − M_ref)/M_ref × 100, s = +1 (higher is better) or −1."""
+    if not primary:
+        raise ValueError("Δm needs at least one task")
+    terms = []
+    for task, value in primary.items():
+        sign = 1.0 if higher_is_better[task] else -1.0
+        terms.append(sign * (value - reference[task]) / reference[task] * 100.0)
+    return sum(terms) / len(terms)

@@ -1,0 +1,96 @@
+"""The method interface: how a parameter-efficient method plugs into the harness.
+
+A method is an ``nn.Module`` with a hyperparameter dataclass ``Config`` and a few hooks:
+
+* ``attach(encoder)``: insert modules through the encoder's block surface and mark what
+  trains. The harness freezes the whole encoder before calling it; new modules train unless
+  the method says otherwise. Returns the module the model uses as its encoder (normally the
+  one it was given).
+* ``prepare()``: called once per training step before the forward pass, and once before an
+  evaluation pass: hypernetworks emit all (task, layer) weights here, never per sample.
+* ``encode(encoder, images)``: per-task feature taps. The default runs a task-shared encoder
+  once, or a task-specific one either per task (``execution="loop"``) or as one task-batched
+  pass (``execution="batched"``); both give the same result.
+
+Methods must not keep references to the encoder as attributes (that would register it twice);
+``encode`` receives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from pebench.registry import Registry
+from pebench.task_context import split_task_major
+
+Execution = Literal["batched", "loop"]
+TaskFeatures = dict[str, list[torch.Tensor]]
+
+
+@dataclass
+class NoConfig:
+    """This method has no hyperparameters."""
+
+
+class Method(nn.Module):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+    # True when the encoder computes different features per task.
+    task_specific_encoder: ClassVar[bool] = False
+    # True when no parameter serves two tasks (single-task learning): the trainer then clips
+    # gradients per task so that one task's gradients never rescale another's.
+    independent_tasks: ClassVar[bool] = False
+
+    def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
+        super().__init__()
+        self.config = config
+        self.tasks = tasks
+
+    def attach(self, encoder: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    def task_parameters(self, encoder: nn.Module, index: int) -> Iterator[nn.Parameter]:
+        """The encoder parameters of task ``index``; required when ``independent_tasks``."""
+        raise NotImplementedError(f"{type(self).__name__} trains tasks independently but does "
+                                  "not say which parameters belong to which task")
+
+    def prepare(self) -> None:
+        """Once per step (and once per evaluation): generate weights that depend on no input."""
+
+    @property
+    def execution(self) -> Execution:
+        return getattr(self.config, "execution", "batched")
+
+    def encode(self, encoder: nn.Module, images: torch.Tensor) -> TaskFeatures:
+        if not self.task_specific_encoder:
+            taps = encoder(images)
+            return dict.fromkeys(self.tasks, taps)
+        context = encoder.task_context
+        if self.execution == "loop":
+            features = {}
+            for index, task in enumerate(self.tasks):
+                with context.single(index):
+                    features[task] = encoder(images)
+            return features
+        num_tasks = len(self.tasks)
+        with context.batched(num_tasks):
+            taps = encoder(images.repeat(num_tasks, 1, 1, 1))
+        per_tap = [split_task_major(tap, num_tasks) for tap in taps]
+        return {task: [chunks[i] for chunks in per_tap] for i, task in enumerate(self.tasks)}
+
+
+METHODS: Registry[type[Method]] = Registry(
+    "method", builtin_modules=("methods",), entry_point_group="pebench.methods"
+)
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a method under its ``name``."""
+    METHODS.add(cls.name, cls, cls.description)
+    return cls

@@ -1,0 +1,81 @@
+"""The task interface: what a dense prediction task declares to the harness.
+
+Batch conventions (every dataset produces these, every task consumes them):
+
+===============  ==================  ======================================================
+task             target tensor       meaning
+===============  ==================  ======================================================
+semseg           int64  (B, H, W)    class id; 255 = ignore
+human_parts      int64  (B, H, W)    0 = background, 1..P = part; 255 = ignore (all 255 in
+                                     images without a person, as in PASCAL-Context)
+saliency         int64  (B, H, W)    1 = salient, 0 = not; 255 = ignore
+normals          float32 (B, 3, H, W) unit surface normal (x right, y down, z towards the
+                                     camera); the zero vector = ignore
+depth            float32 (B, 1, H, W) metric depth; 0 = invalid
+===============  ==================  ======================================================
+
+Decoders emit raw outputs (logits for classification tasks). ``Task.loss`` takes those raw
+outputs; ``Task.predict`` maps them once to what the meter consumes (class ids,
+probabilities, unit normals), so a sigmoid or a softmax is never applied twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import torch
+
+from pebench.registry import Registry
+
+if TYPE_CHECKING:
+    from pebench.data.base import DatasetInfo
+
+IGNORE_INDEX = 255
+
+
+class Meter(Protocol):
+    """Accumulates over a whole split; ``compute`` returns every metric of the task."""
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+class Task(ABC):
+    """A dense prediction task: output channels, loss, evaluation meter, Δm direction."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    loss_weight: ClassVar[float]
+    primary_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    @abstractmethod
+    def out_channels(self, info: DatasetInfo) -> int:
+        """Number of decoder output channels on this dataset."""
+
+    @abstractmethod
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of raw decoder output against the target (unweighted)."""
+
+    @abstractmethod
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        """Map raw decoder output to what the meter consumes."""
+
+    @abstractmethod
+    def meter(self, info: DatasetInfo) -> Meter:
+        """A fresh meter for one evaluation pass."""
+
+
+TASKS: Registry[type[Task]] = Registry("task", builtin_modules=("tasks",))
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: register a task under its ``name``."""
+    TASKS.add(cls.name, cls, cls.description)
+    return cls
+
+
+def get_task(name: str) -> Task:
+    return TASKS.get(name)()

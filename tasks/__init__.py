@@ -1,0 +1,7 @@
+"""Built-in tasks. Importing this package registers every one of them with ``pebench.task``."""
+
+from __future__ import annotations
+
+from tasks import depth, human_parts, normals, saliency, semseg
+
+__all__ = ["depth", "human_parts", "normals", "saliency", "semseg"]

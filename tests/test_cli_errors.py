@@ -1,0 +1,81 @@
+"""Bad input: one line naming what was wrong and what is valid, a non-zero exit, no traceback,
+and nothing written that looks like a result."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pebench.cli import main
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["pebench", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.err
+
+
+BAD_INPUTS = [
+    (["run", "--method", "lora-ish"], "unknown method 'lora-ish'"),
+    (["run", "--method", "mtl-ful"], "Did you mean 'mtl-full'?"),
+    (["run", "--method", "mtl-full", "--tasks", "semseg,edges"], "unknown task 'edges'"),
+    (["run", "--method", "mtl-full", "--dataset", "pascal"], "unknown dataset 'pascal'"),
+    (["run", "--method", "mtl-full", "--backbone", "swin-x"], "unknown backbone 'swin-x'"),
+    (["run", "--method", "mtl-full", "--steps", "-1"], "--steps must be ≥ 0, got -1"),
+    (["run", "--method", "mtl-full", "--steps", "abc"], "Invalid value for '--steps'"),
+    (["run", "--method", "mtl-full", "--steps", "3", "--epochs", "1"], "either --steps or"),
+    (["run", "--method", "mtl-full", "--batch-size", "0"], "--batch-size must be ≥ 1"),
+    (["run", "--method", "mtl-full", "--lr", "0"], "--lr must be positive"),
+    (["run", "--method", "mtl-full", "--img-size", "100"], "--img-size 100 is not valid"),
+    (["run", "--method", "mtl-full", "--weights", "/nonexistent/w.pth"], "is not a file"),
+    (["run", "--method", "mtl-full", "--backbone", "swin-t"], "has no embedded weights"),
+    (["run", "--method", "mtl-full", "--tasks", "semseg,semseg"], "listed twice"),
+    (["run", "--method", "mtl-full", "--device", "tpu"], "unknown --device 'tpu'"),
+    (["run", "--method", "mtl-full", "--set", "rank=4"], "has no hyperparameter 'rank'"),
+    (["run", "--method", "mtl-full", "--set", "rank"], "not of the form key=value"),
+    (["list", "widgets"], "'widgets' is not one of"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_and_nonzero(argv: list[str], message: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "runs"
+    extra = ["--out", str(out)] if argv[0] == "run" else []
+    code, err = run_cli(argv + extra, capsys, monkeypatch)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert not out.exists(), "a rejected run must not leave a record"
+
+
+def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = run_cli(["run", "--method", "mtl-full", "--device", "cuda", "--out",
+                         str(tmp_path)], capsys, monkeypatch)
+    assert code == 2
+    assert "CUDA is not available" in err
+
+
+def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pebench", "run", "--method", "nope", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: unknown method 'nope'")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,47 @@
+"""methods/ and tasks/ ship inside the distribution: build a wheel, install it (not
+editable) into a fresh directory and use it from outside the source tree."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_non_editable_install_ships_methods_and_tasks(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pebench", "methods", "tasks"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--quiet", "-w", str(wheels), str(source)], check=True, timeout=300)
+    (wheel,) = wheels.glob("pebench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in ("methods/__init__.py", "methods/finetuning.py", "tasks/semseg.py",
+                     "tasks/normals.py", "pebench/cli.py", "pebench/data/synthetic.py"):
+        assert expected in names, expected
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet",
+                    "--target", str(target), str(wheel)], check=True, timeout=300)
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]);"
+             "import methods, tasks, pebench;"
+             "from pebench.method import METHODS; from pebench.task import TASKS;"
+             "print(methods.__file__); print(tasks.__file__);"
+             "print(','.join(METHODS.names())); print(','.join(TASKS.names()))")
+    result = subprocess.run([sys.executable, "-c", probe, str(target)], cwd=tmp_path,
+                            capture_output=True, text=True, check=True, timeout=120)
+    methods_file, tasks_file, method_names, task_names = result.stdout.strip().splitlines()
+    assert methods_file.startswith(str(target))
+    assert tasks_file.startswith(str(target))
+    assert {"single-task", "mtl-full", "decoder-only"} <= set(method_names.split(","))
+    assert {"semseg", "human_parts", "saliency", "normals", "depth"} <= set(task_names.split(","))

@@ -80,7 +80,7 @@ def run_command(
                   f"train {record.timing['train_s']:.1f} s, eval {record.timing['eval_s']:.1f} s")
     if record.delta_m is not None:
         console.print(f"Δm vs single-task: {record.delta_m:+.2f}%")
-    console.print(f"record: {out / (record.run_id + '.json')}")
+    console.print(f"record: {out / (record.run_id + '.json')}", soft_wrap=True)
 
 
 @app.command("list")

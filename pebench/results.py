@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import subprocess
 import uuid
@@ -61,13 +62,25 @@ class RunRecord:
     schema: str = SCHEMA
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False, allow_nan=False,
-                          default=str)
+        fields = dataclasses.asdict(self)
+        ordered = {"schema": fields.pop("schema"), **fields}  # readers check the schema first
+        return json.dumps(_finite_or_null(ordered), indent=2, allow_nan=False, default=str)
 
     def write(self, out_dir: Path) -> Path:
         path = out_dir / f"{self.run_id}.json"
         atomic_write_text(path, self.to_json() + "\n")
         return path
+
+
+def _finite_or_null(value: Any) -> Any:
+    """JSON has no NaN: a metric that could not be computed (no valid pixel) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def new_run_id(method: str, dataset: str, backbone: str, seed: int) -> str:

@@ -142,3 +142,14 @@ def test_parameter_counts_in_the_record_match_the_model(tmp_path: Path) -> None:
     model = MultiTaskModel(encoder, method, {"semseg": 7, "human_parts": 7, "saliency": 1,
                                              "normals": 3})
     assert record["params"] == count_parameters(model).as_dict()
+
+
+def test_a_metric_without_valid_pixels_is_written_as_null(tmp_path: Path) -> None:
+    from pebench.results import RunRecord
+
+    record = RunRecord(run_id="r", created_at="t", method="m", method_config={}, tasks=["depth"],
+                       dataset="d", backbone="b", img_size=1, seed=0, steps=0, config={},
+                       metrics={"depth": {"rmse": float("nan")}}, primary={"depth": float("nan")})
+    written = json.loads(record.write(tmp_path).read_text())
+    assert written["metrics"]["depth"]["rmse"] is None and written["primary"]["depth"] is None
+    assert next(iter(written)) == "schema"

@@ -78,9 +78,9 @@ class RunConfig:
             raise PebenchError(f"--weights '{self.weights}' is not a file. Give a local "
                                "checkpoint path, 'auto' or 'none'.")
         img_size = self.img_size or info.default_img_size
-        if img_size < 32 or img_size % (spec.patch_size * 8) != 0:
+        if img_size < 32 or img_size % spec.patch_size != 0:
             raise PebenchError(f"--img-size {img_size} is not valid for {self.backbone}: it must "
-                               f"be a multiple of {spec.patch_size * 8} (patch size × 8) and ≥ 32.")
+                               f"be a multiple of the patch size {spec.patch_size} and ≥ 32.")
         if self.steps is not None and self.epochs is not None:
             raise PebenchError("give either --steps or --epochs, not both.")
         _at_least("--steps", self.steps, 0)

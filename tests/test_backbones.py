@@ -23,6 +23,13 @@ def test_taps_have_published_channels_and_strides(name: str, img_size: int) -> N
     assert [img_size // t.shape[-1] for t in taps] == list(spec.tap_strides) == [8, 16, 32, 32]
 
 
+def test_sizes_that_are_not_multiples_of_32_are_padded_by_timm() -> None:
+    encoder = SwinEncoder(BACKBONES.get("swin-nano"), 100).eval()
+    with torch.no_grad():
+        taps = encoder(torch.randn(1, 3, 100, 100))
+    assert [t.shape[-1] for t in taps] == [13, 7, 4, 4]
+
+
 def test_swin_t_taps_match_the_published_protocol() -> None:
     spec = BACKBONES.get("swin-t")
     assert spec.tap_channels == (192, 384, 768, 768)

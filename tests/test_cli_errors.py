@@ -32,7 +32,7 @@ BAD_INPUTS = [
     (["run", "--method", "mtl-full", "--steps", "3", "--epochs", "1"], "either --steps or"),
     (["run", "--method", "mtl-full", "--batch-size", "0"], "--batch-size must be ≥ 1"),
     (["run", "--method", "mtl-full", "--lr", "0"], "--lr must be positive"),
-    (["run", "--method", "mtl-full", "--img-size", "100"], "--img-size 100 is not valid"),
+    (["run", "--method", "mtl-full", "--img-size", "102"], "--img-size 102 is not valid"),
     (["run", "--method", "mtl-full", "--weights", "/nonexistent/w.pth"], "is not a file"),
     (["run", "--method", "mtl-full", "--backbone", "swin-t"], "has no embedded weights"),
     (["run", "--method", "mtl-full", "--tasks", "semseg,semseg"], "listed twice"),
@@ -79,3 +79,27 @@ def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
     assert result.stderr.strip().startswith("error: unknown method 'nope'")
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dataset_constraints_are_checked(tmp_path: Path) -> None:
+    from pebench.config import RunConfig
+    from pebench.data.base import DATASETS, DatasetInfo, DatasetSource
+    from pebench.errors import PebenchError
+
+    class OnDisk(DatasetSource):
+        info = DatasetInfo(name="on-disk-test", tasks=("semseg",), default_tasks=("semseg",),
+                           num_classes={"semseg": 3})
+        description = "test only"
+
+        def build(self, split, root, img_size, tasks, train):  # type: ignore[no-untyped-def]
+            raise AssertionError("never built")
+
+    DATASETS.add("on-disk-test", OnDisk)
+    base = {"method": "mtl-full", "dataset": "on-disk-test", "weights": "none"}
+    with pytest.raises(PebenchError, match="needs --data-root"):
+        RunConfig(**base).resolved()
+    with pytest.raises(PebenchError, match="is not a directory"):
+        RunConfig(**base, data_root=tmp_path / "missing").resolved()
+    with pytest.raises(PebenchError, match="has no labels for task 'normals'; it offers: semseg"):
+        RunConfig(**base, data_root=tmp_path, tasks=("normals",)).resolved()
+    assert RunConfig(**base, data_root=tmp_path).resolved().tasks == ("semseg",)

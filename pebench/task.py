@@ -68,6 +68,14 @@ class Task(ABC):
         """A fresh meter for one evaluation pass."""
 
 
+def check_same_shape(task: str, output: torch.Tensor, target: torch.Tensor) -> None:
+    """Refuse mismatched loss inputs: torch.where would broadcast (B, 1, H, W) against
+    (B, H, W) into a silently wrong loss."""
+    if output.shape != target.shape:
+        raise ValueError(f"{task} loss: output {tuple(output.shape)} does not match the target "
+                         f"{tuple(target.shape)}.")
+
+
 TASKS: Registry[type[Task]] = Registry("task", builtin_modules=("tasks",))
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pebench.meters import DepthMeter
-from pebench.task import Task, register_task
+from pebench.task import Task, check_same_shape, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -31,10 +31,7 @@ class DepthTask(Task):
 
         Sensor holes are stored as 0, so they must not pull the prediction towards 0.
         """
-        if output.shape != target.shape:
-            # torch.where would broadcast (B, 1, H, W) against (B, H, W) into a wrong loss.
-            raise ValueError(f"depth loss: output {tuple(output.shape)} does not match the "
-                             f"target {tuple(target.shape)}.")
+        check_same_shape("depth", output, target)
         output = output.float()
         valid = target > 0
         diff = torch.where(valid, (output - target).abs(), torch.zeros_like(output))

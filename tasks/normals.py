@@ -8,20 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from pebench.meters import NormalsMeter
-from pebench.task import Task, register_task
+from pebench.task import Task, check_same_shape, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
 
 # Guards the normalisation of a (near-)zero prediction; F.normalize divides by max(norm, eps).
 NORMALIZE_EPS = 1e-12
-
-
-def _check_shapes(task: str, output: torch.Tensor, target: torch.Tensor) -> None:
-    # torch.where would broadcast mismatched shapes into a silently wrong loss.
-    if output.shape != target.shape:
-        raise ValueError(f"{task} loss: output {tuple(output.shape)} does not match the target "
-                         f"{tuple(target.shape)}.")
 
 
 @register_task
@@ -44,7 +37,7 @@ class NormalsTask(Task):
         evaluated. Pixels whose target is the zero vector are ignored; with none valid the loss
         is exactly 0 and still attached to the graph.
         """
-        _check_shapes("normals", output, target)
+        check_same_shape("normals", output, target)
         unit = F.normalize(output.float(), p=2, dim=1, eps=NORMALIZE_EPS)
         valid = (target != 0).any(dim=1, keepdim=True).expand_as(unit)
         diff = torch.where(valid, (unit - target).abs(), torch.zeros_like(unit))

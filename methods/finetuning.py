@@ -31,6 +31,7 @@ class SingleTask(Method):
 
     name = "single-task"
     description = "one fully fine-tuned encoder and decoder per task (the Δm reference)"
+    published_name = "Single-task full fine-tuning"
     task_specific_encoder = True
     independent_tasks = True
 
@@ -52,6 +53,7 @@ class MultiTaskFull(Method):
 
     name = "mtl-full"
     description = "shared encoder fully fine-tuned, one decoder per task"
+    published_name = "Multi-task full fine-tuning"
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         encoder.requires_grad_(True)
@@ -64,6 +66,7 @@ class DecoderOnly(Method):
 
     name = "decoder-only"
     description = "frozen encoder, only the per-task decoders train"
+    published_name = "Fine-tuning decoders only"
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         return encoder

@@ -133,6 +133,137 @@ def pretrain_command(
     console.print(f"wrote {path} in {meta['train_seconds']} s (held-out accuracy: {accuracy})")
 
 
+class ParamsFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("params")
+def params_command(
+    methods: Annotated[str | None, typer.Option(
+        help="comma-separated methods (default: every registered method)")] = None,
+    backbone: Annotated[str, typer.Option(help="see 'pebench list backbones'")] = "swin-t",
+    dataset: Annotated[str, typer.Option(
+        help="a registered dataset, or pascal-context / nyud (no data needed)")]
+        = "pascal-context",
+    tasks: Annotated[str | None, typer.Option(
+        help="comma-separated tasks (default: the dataset's default tasks)")] = None,
+    img_size: Annotated[int | None, typer.Option(help="input size (default: dataset's)")] = None,
+    format_: Annotated[ParamsFormat, typer.Option(
+        "--format", help="table, csv or json")] = ParamsFormat.table,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="method hyperparameter method.key=value (repeatable)")] = None,
+) -> None:
+    """Count each method's trainable parameters per group without training (no data needed),
+    beside the published count in the published setting."""
+    from pebench import accounting
+
+    setting = accounting.resolve_setting(backbone, dataset, _split(tasks), img_size)
+    result = accounting.count_methods(
+        setting, list(_split(methods)) if methods is not None else None,
+        accounting.parse_method_overrides(set_ or []))
+    if format_ is ParamsFormat.json:
+        print(accounting.to_json(result.rows))
+        return
+    if format_ is ParamsFormat.csv:
+        print(accounting.to_csv(result.rows), end="")
+        return
+    table = Table(title=f"trainable parameters: {setting.describe()}")
+    for index, header in enumerate(accounting.TABLE_HEADERS):
+        table.add_column(header, justify="left" if index == 0 else "right")
+    for row in result.rows:
+        table.add_row(*accounting.table_cells(row))
+    # Never elide a count: print at the table's natural width even on a narrow console.
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    (console if natural <= console.width else Console(width=natural)).print(table)
+    if setting.skipped_tasks:
+        console.print(f"not counted (no task registered yet): {', '.join(setting.skipped_tasks)}")
+    for row in result.rows:
+        if row.note:
+            console.print(f"{row.method}: {row.note}", soft_wrap=True, highlight=False)
+    where = "the meta device" if all(r.built_on == "meta" for r in result.rows) else "meta/CPU"
+    published = ("published: trainable_params_m of results/reference/"
+                 f"{accounting.PUBLISHED_TABLE}" if setting.is_published else
+                 "published: none outside the published setting (swin-t, pascal-context's "
+                 "four tasks, 448)")
+    console.print(f"{published}; built on {where} in {result.seconds:.2f} s, no weights, "
+                  "no data", soft_wrap=True, highlight=False)
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    latex = "latex"
+
+
+@app.command("compare")
+def compare_command(
+    results: Annotated[Path, typer.Option(help="directory of run records (searched recursively)")]
+        = Path("results/runs"),
+    reference: Annotated[bool, typer.Option(
+        "--reference", help="also show the published PASCAL-Context / Swin-T rows")] = False,
+    format_: Annotated[CompareFormat, typer.Option(
+        "--format", help="table, md, csv or latex (printed to stdout)")] = CompareFormat.table,
+    plot: Annotated[Path | None, typer.Option(
+        help="also draw Δm against trainable parameters into FILE.png, .svg or .pdf")] = None,
+    plot_metric: Annotated[str | None, typer.Option(
+        help="plot this task's primary metric instead of Δm")] = None,
+    group_by: Annotated[list[str] | None, typer.Option(
+        help="extra setting columns to split rows by, e.g. batch_size,lr or method.rank")]
+        = None,
+) -> None:
+    """Table (and figure) of every run in a results directory: one row per method and setting,
+    seeds as mean ± std, Δm against single-task runs of the same setting."""
+    from pebench.compare import compare, require_rows
+    from pebench.report import failed_lines, render, rich_table
+
+    columns = [c for item in group_by or [] for c in _split(item) or ()]
+    comparison = compare(results, columns, with_published=reference)
+    for skipped in comparison.skipped:
+        _note(f"warning: {skipped.warning()}")
+    if not comparison.ours:
+        for line in failed_lines(comparison):
+            _note(f"failed run {line}")
+        require_rows(comparison)
+    figure = None
+    if plot is not None:  # checked before printing, so a bad --plot prints no table
+        from pebench.plot import check_path, figure_data
+
+        check_path(plot)
+        figure = figure_data(comparison, plot_metric)
+    if format_ is CompareFormat.table:
+        table = rich_table(comparison)  # at its natural width: a number is never elided
+        natural = console.measure(table, options=console.options.update_width(1000)).maximum
+        (console if natural <= console.width else Console(width=natural)).print(table)
+        for note in comparison.notes:
+            console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+        if comparison.failed:
+            console.print("failed runs (not averaged in):", highlight=False)
+            for line in failed_lines(comparison):
+                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+    else:
+        sys.stdout.write(render(comparison, format_.value))
+        if format_ is not CompareFormat.md:  # CSV and LaTeX stay clean documents on stdout
+            for note in comparison.notes:
+                _note(f"note: {note}")
+            for line in failed_lines(comparison):
+                _note(f"failed run (not averaged in): {line}")
+    if figure is not None and plot is not None:
+        from pebench.plot import save_figure
+
+        save_figure(figure, plot)
+        for left_out in figure.left_out:
+            _note(f"note: not plotted: {left_out}")
+        _note(f"figure: {plot}")
+
+
+def _note(line: str) -> None:
+    """A line on stderr, as printed (no rich markup), so stdout stays the table."""
+    errors.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
 def _split(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None

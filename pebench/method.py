@@ -46,6 +46,9 @@ class Method(nn.Module):
     # True when no parameter serves two tasks (single-task learning): the trainer then clips
     # gradients per task so that one task's gradients never rescale another's.
     independent_tasks: ClassVar[bool] = False
+    # The row of the published reference table (results/reference, column ``method``) that this
+    # method reproduces with its default Config, if any: `pebench params` compares counts.
+    published_name: ClassVar[str | None] = None
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
         super().__init__()

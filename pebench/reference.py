@@ -1,56 +1,139 @@
-"""Where a run's Δm reference comes from: single-task runs of the same setting."""
+"""Where Δm's reference comes from, for a run as it finishes and for ``pebench compare``.
+
+Δm is only meaningful against single-task models trained in the same setting, so the
+definition of "the same setting" lives here once (``is_reference_for``), as does the one
+fallback to published numbers (``published_reference``); ``find_reference`` chains them and
+both the run-time lookup and the comparison tables use it.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pebench import published
 from pebench.evaluate import delta_m
 from pebench.results import RunRecord
+from pebench.runs import scan_records
 from pebench.task import Task
 
 REFERENCE_METHOD = "single-task"
 
 
 @dataclass(frozen=True)
-class DeltaMReference:
-    delta_m: float
+class ReferenceSetting:
+    """What a Δm reference must share with the runs it is the reference for."""
+
+    dataset: str
+    backbone: str
+    tasks: tuple[str, ...]
+    img_size: int
+    steps: int
+    batch_size: int | None
+    weights_sha256: str | None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> ReferenceSetting:
+        return cls(dataset=record.dataset, backbone=record.backbone, tasks=tuple(record.tasks),
+                   img_size=record.img_size, steps=record.steps,
+                   batch_size=record.config.get("batch_size"),
+                   weights_sha256=record.weights.get("sha256"))
+
+    def describe(self) -> str:
+        weights = (self.weights_sha256 or "none")[:12]
+        return (f"{self.dataset}, {self.backbone}, {self.img_size} px, {self.steps} steps, "
+                f"batch {self.batch_size}, weights {weights}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Primary metrics to compute Δm against, and where they come from."""
+
+    kind: Literal["single-task runs", "published"]
     values: dict[str, float]
-    run_ids: list[str]
+    run_ids: tuple[str, ...] = ()
+    label: str = ""
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "single-task runs", "method": REFERENCE_METHOD, "runs": self.run_ids,
+        """What a run record stores in ``delta_m_reference``."""
+        if self.kind == "published":
+            return {"kind": self.kind, "source": published.CITATION, "primary": self.values}
+        return {"kind": self.kind, "method": REFERENCE_METHOD, "runs": list(self.run_ids),
                 "primary": self.values}
 
 
-def _same_setting(record: RunRecord, other: dict[str, Any]) -> bool:
-    config = other.get("config", {})
-    return (other.get("status") == "completed" and other.get("method") == REFERENCE_METHOD
-            and other.get("run_id") != record.run_id
-            and other.get("dataset") == record.dataset and other.get("backbone") == record.backbone
-            and other.get("img_size") == record.img_size and other.get("steps") == record.steps
-            and config.get("batch_size") == record.config.get("batch_size")
-            and other.get("weights", {}).get("sha256") == record.weights.get("sha256")
-            and set(record.tasks) <= set(other.get("primary", {})))
+def is_reference_for(candidate: RunRecord, setting: ReferenceSetting) -> bool:
+    """The one definition of "a single-task run of the same setting": completed, same
+    dataset, backbone, input size, step budget, batch size and backbone weights, and a finite
+    primary metric for every task of the setting (its tasks may be a superset)."""
+    own = ReferenceSetting.of(candidate)
+    return (candidate.status == "completed" and candidate.method == REFERENCE_METHOD
+            and dataclasses.replace(own, tasks=setting.tasks) == setting
+            and all(_finite(candidate.primary.get(task)) for task in setting.tasks))
+
+
+def published_reference(setting: ReferenceSetting) -> Reference | None:
+    """The published single-task numbers, when the setting is the published one
+    (PASCAL-Context, Swin-T, 448 px) and its tasks are among the published four."""
+    if (setting.dataset != published.DATASET or setting.backbone != published.BACKBONE
+            or setting.img_size != published.IMG_SIZE
+            or not set(setting.tasks) <= set(published.METRIC_COLUMNS)):
+        return None
+    values = published.published_single_task()
+    return Reference("published", {t: values[t] for t in setting.tasks},
+                     label=published.REFERENCE_LABEL)
+
+
+def find_reference(setting: ReferenceSetting,
+                   candidates: Iterable[RunRecord]) -> Reference | None:
+    """The mean primary metrics of the matching single-task runs among ``candidates``; else the
+    published numbers for the published setting; else None."""
+    matches = [c for c in candidates if is_reference_for(c, setting)]
+    if matches:
+        values = {task: sum(float(m.primary[task]) for m in matches) / len(matches)
+                  for task in setting.tasks}
+        runs = "run" if len(matches) == 1 else "runs"
+        label = f"mean of {len(matches)} single-task {runs} ({setting.describe()})"
+        return Reference("single-task runs", values, tuple(m.run_id for m in matches), label)
+    return published_reference(setting)
+
+
+def delta_m_against(primary: Mapping[str, float | None], reference: Reference,
+                    higher_is_better: Mapping[str, bool]) -> float | None:
+    """Δm of one run's primary metrics; None when one of them could not be computed."""
+    values = {task: primary.get(task) for task in reference.values}
+    if not all(_finite(v) for v in values.values()):
+        return None
+    return delta_m({t: float(v) for t, v in values.items() if v is not None}, reference.values,
+                   higher_is_better)
+
+
+@dataclass(frozen=True)
+class DeltaMReference:
+    delta_m: float
+    reference: Reference
+
+    def describe(self) -> dict[str, Any]:
+        return self.reference.describe()
 
 
 def find_delta_m_reference(record: RunRecord, results_dir: Path,
                            tasks: dict[str, Task]) -> DeltaMReference | None:
-    """Mean primary metrics of the completed single-task runs in ``results_dir`` with the same
-    dataset, backbone, input size, budget and backbone weights; None when there are none."""
-    matches = []
-    for path in sorted(results_dir.glob("*.json")):
-        try:
-            other = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(other, dict) and _same_setting(record, other):
-            matches.append(other)
-    if not matches:
+    """Δm of a run as it finishes, against the records already in its output directory (or
+    the published numbers); None when there is no reference."""
+    candidates = [c for c in scan_records(results_dir).records if c.run_id != record.run_id]
+    reference = find_reference(ReferenceSetting.of(record), candidates)
+    if reference is None:
         return None
-    values = {task: sum(m["primary"][task] for m in matches) / len(matches) for task in tasks}
     higher = {name: task.higher_is_better for name, task in tasks.items()}
-    return DeltaMReference(delta_m(record.primary, values, higher), values,
-                           [m["run_id"] for m in matches])
+    value = delta_m_against(record.primary, reference, higher)
+    return None if value is None else DeltaMReference(value, reference)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)

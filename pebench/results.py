@@ -71,6 +71,47 @@ class RunRecord:
         atomic_write_text(path, self.to_json() + "\n")
         return path
 
+    @classmethod
+    def from_dict(cls, data: Any) -> RunRecord:
+        """The record a parsed JSON document holds. Raises ValueError naming what is wrong
+        when it is not a ``pebench.run/1`` record, so readers can skip foreign files instead
+        of averaging them in. Keys this version does not know are ignored."""
+        if not isinstance(data, dict):
+            raise ValueError(f"not a pebench run record (a JSON {type(data).__name__})")
+        if data.get("schema") != SCHEMA:
+            found = data.get("schema")
+            raise ValueError(f"not a {SCHEMA} record (schema: {found!r})" if found is not None
+                             else "not a pebench run record (no 'schema' field)")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        required = {name for name, f in known.items() if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"{SCHEMA} record without {', '.join(missing)}")
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        _check_types(record)
+        return record
+
+
+def read_record(path: Path) -> RunRecord:
+    """Read one record file; OSError or ValueError (bad JSON, foreign or malformed record)."""
+    return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _check_types(record: RunRecord) -> None:
+    """The fields tables are built from must have their documented types."""
+    expected: dict[str, type | tuple[type, ...]] = {
+        "run_id": str, "method": str, "dataset": str, "backbone": str, "status": str,
+        "tasks": list, "img_size": int, "seed": int, "steps": int, "config": dict,
+        "primary": dict, "params": dict, "timing": dict, "weights": dict}
+    for name, kind in expected.items():
+        value = getattr(record, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{SCHEMA} record with an invalid '{name}': {value!r}")
+    for task, value in record.primary.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{SCHEMA} record with a non-numeric primary['{task}']: {value!r}")
+
 
 def _finite_or_null(value: Any) -> Any:
     """JSON has no NaN: a metric that could not be computed (no valid pixel) becomes null."""

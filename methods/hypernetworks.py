@@ -1,0 +1,307 @@
+"""Hypernetwork adapters: Hyperformer, Polyhistor and Polyhistor-Lite.
+
+All three put the same residual bottleneck adapter (``GeneratedAdapter``: bottleneck
+n = d / ``reduction``) after the attention and after the MLP sub-layer of every Swin block,
+one weight set per task, and train only what generates those weights (plus the decoders).
+They differ only in how the weights are generated, so their comparison isolates exactly that:
+
+* **Hyperformer** (Karimi Mahabadi et al., ACL 2021): a learned task embedding, a layer
+  embedding and an adapter-position embedding are concatenated and mapped by a shared task
+  projector (an MLP) to a conditioning vector z; shared linear hypernetworks map z to every
+  adapter weight and bias. One hypernetwork serves all layers, so in a Swin its output must
+  hold the weights of the widest stage (d_max × n_max); narrower stages use the top-left
+  corner. That output layer is why the method explodes on hierarchical backbones.
+* **Polyhistor** (Liu et al., NeurIPS 2022, Sec. 4.1, Decomposed HyperNetworks): each weight
+  matrix is the product of two low-rank matrices A (d × k) and B (k × n), emitted by a pair
+  of small hypernetworks from the same z.
+* **Polyhistor-Lite** (Sec. 4.2 and 4.3): the decomposed hypernetworks emit a Template Kernel
+  of one size for all layers (the first stage's d₀ × n₀), and each layer owns Layer-wise
+  Scaling Kernels of s × s, s = d / d₀ (×1, ×2, ×4, ×8 for the Swin stages), with
+  W = Template ⊗ Scaling. Biases follow the same pattern (template vector ⊗ per-layer
+  scaling vector).
+
+Details the papers at hand leave open, chosen here and exposed as hyperparameters:
+
+* adapters after both sub-layers (Houlsby placement), GELU inside the adapter;
+* ``reduction`` = 2 (bottleneck d/2), the same for the three methods;
+* embeddings of ``embedding_dim`` = 64, a projector 192 → ``projector_hidden`` (128) → ReLU
+  → ``projected_dim`` (128), as in Hyperformer's task projector;
+* Polyhistor's rank ``rank`` = 24; with the choices above it puts Polyhistor at 9.27M
+  trainable parameters in the published setting (Swin-T, four PASCAL-Context tasks,
+  decoders included; published 8.96M) and Hyperformer at 78.2M (published 72.77M);
+* Polyhistor-Lite uses the same rank for its template kernels; its scaling kernels are
+  shared by all tasks (the task enters through the template) and are initialised N(0, 1/s)
+  so that the s copies of a template start different;
+* Hyperformer++'s conditional layer norm is not generated: only the adapter weights are.
+
+Every adapter is the identity at initialisation: the generators of the up-projection (the
+last factor B for Polyhistor, the up template for Polyhistor-Lite) and of its bias start at
+zero, so W_up = 0 and the adapted encoder equals the frozen one. Weights are generated once
+per step for every (task, layer, position) in ``prepare()``, never per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from methods.adapter_layers import AdapterWeights, GeneratedAdapter
+from pebench.errors import PebenchError
+from pebench.method import Method, register_method
+from pebench.params import ENCODER_SHARED, OTHER
+
+POSITIONS = ("attention", "mlp")
+
+
+@dataclass
+class HyperformerConfig:
+    reduction: int = 2
+    embedding_dim: int = 64
+    projector_hidden: int = 128
+    projected_dim: int = 128
+    execution: Literal["batched", "loop"] = "batched"
+
+    def __post_init__(self) -> None:
+        for name in ("reduction", "embedding_dim", "projector_hidden", "projected_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+
+
+@dataclass
+class PolyhistorConfig(HyperformerConfig):
+    rank: int = 24
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rank < 1:
+            raise ValueError(f"rank must be ≥ 1, got {self.rank}")
+
+
+class Conditioning(nn.Module):
+    """Task, layer and adapter-position embeddings through the shared task projector:
+    one conditioning vector per (task, layer, position), shape (T, L, P, projected_dim)."""
+
+    param_group = OTHER
+
+    def __init__(self, num_tasks: int, num_layers: int, config: HyperformerConfig) -> None:
+        super().__init__()
+        dim = config.embedding_dim
+        self.task = nn.Embedding(num_tasks, dim)
+        self.layer = nn.Embedding(num_layers, dim)
+        self.position = nn.Embedding(len(POSITIONS), dim)
+        self.projector = nn.Sequential(
+            nn.Linear(3 * dim, config.projector_hidden), nn.ReLU(),
+            nn.Linear(config.projector_hidden, config.projected_dim))
+
+    def forward(self) -> torch.Tensor:
+        tasks, layers, positions = (self.task.num_embeddings, self.layer.num_embeddings,
+                                    self.position.num_embeddings)
+        shape = (tasks, layers, positions, self.task.embedding_dim)
+        joined = torch.cat([self.task.weight[:, None, None].expand(shape),
+                            self.layer.weight[None, :, None].expand(shape),
+                            self.position.weight[None, None, :].expand(shape)], dim=-1)
+        return self.projector(joined)
+
+
+class MatrixGenerator(nn.Module):
+    """A linear hypernetwork emitting a rows × cols matrix from a conditioning vector.
+
+    ``forward(z, rows, cols)`` computes only the top-left corner that a narrower layer uses,
+    so a generator sized for the widest stage costs the narrow stages nothing extra.
+    """
+
+    param_group = OTHER
+
+    def __init__(self, in_dim: int, rows: int, cols: int, zero_init: bool = False) -> None:
+        super().__init__()
+        self.rows, self.cols = rows, cols
+        self.linear = nn.Linear(in_dim, rows * cols)
+        if zero_init:
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, z: torch.Tensor, rows: int | None = None,
+                cols: int | None = None) -> torch.Tensor:
+        rows, cols = rows or self.rows, cols or self.cols
+        if (rows, cols) == (self.rows, self.cols):
+            return self.linear(z).view(*z.shape[:-1], rows, cols)
+        # Slicing a (rows, cols, in) view, not gathering rows by index: the backward of a
+        # slice is a cheap strided copy, that of an index gather a slow scatter-add.
+        weight = self.linear.weight.view(self.rows, self.cols, -1)[:rows, :cols]
+        bias = self.linear.bias.view(self.rows, self.cols)[:rows, :cols]
+        return torch.einsum("...p,rcp->...rc", z, weight) + bias
+
+
+@dataclass
+class _Site:
+    layer: int
+    position: int
+    adapter: GeneratedAdapter
+
+
+@dataclass
+class _Stage:
+    index: int
+    dim: int
+    bottleneck: int
+    sites: list[_Site]
+
+
+class HyperAdapterMethod(Method):
+    """Shared machinery: insert the adapters, generate their weights once per step."""
+
+    Config: ClassVar[type] = HyperformerConfig
+    task_specific_encoder = True
+
+    def attach(self, encoder: nn.Module) -> nn.Module:
+        config = self.config
+        dims = encoder.spec.stage_dims
+        if any(d % config.reduction for d in dims):
+            raise PebenchError(f"--set reduction={config.reduction} must divide every stage "
+                               f"width of {encoder.spec.name} ({', '.join(map(str, dims))}).")
+        stages = [_Stage(i, d, d // config.reduction, []) for i, d in enumerate(dims)]
+        num_layers = 0
+        for site in encoder.blocks():
+            for position, add in enumerate((site.add_after_attention, site.add_after_mlp)):
+                adapter = GeneratedAdapter(encoder.task_context, site.dim,
+                                           site.dim // config.reduction)
+                add(adapter)
+                stages[site.stage].sites.append(_Site(site.layer, position, adapter))
+            num_layers = site.layer + 1
+        # A plain list: the adapters belong to the encoder and must not register twice.
+        self._stages = [stage for stage in stages if stage.sites]
+        self.conditioning = Conditioning(len(self.tasks), num_layers, config)
+        self.build_generators(dims)
+        return encoder
+
+    def build_generators(self, dims: tuple[int, ...]) -> None:
+        raise NotImplementedError
+
+    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
+        """Weights for the sites of ``stage`` from z of shape (T, sites, projected_dim):
+        (T, S, d, n), (T, S, n), (T, S, n, d), (T, S, d)."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        z = self.conditioning()
+        for stage in self._stages:
+            stage_z = torch.stack([z[:, s.layer, s.position] for s in stage.sites], dim=1)
+            weights = self.generate(stage_z, stage)
+            for index, site in enumerate(stage.sites):
+                site.adapter.set_weights(tuple(w[:, index] for w in weights))
+
+
+@register_method
+class Hyperformer(HyperAdapterMethod):
+    """Hyperformer for Swin: one shared hypernetwork emits every adapter weight (module doc)."""
+
+    name = "hyperformer"
+    description = "shared hypernetwork emits every task's and layer's adapter weights"
+    published_name = "Hyperformer"
+
+    def build_generators(self, dims: tuple[int, ...]) -> None:
+        p, wide = self.config.projected_dim, dims[-1]
+        narrow = wide // self.config.reduction
+        self.down_weight = MatrixGenerator(p, wide, narrow)
+        self.down_bias = MatrixGenerator(p, narrow, 1)
+        self.up_weight = MatrixGenerator(p, narrow, wide, zero_init=True)
+        self.up_bias = MatrixGenerator(p, wide, 1, zero_init=True)
+
+    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
+        d, n = stage.dim, stage.bottleneck
+        return (self.down_weight(z, d, n), self.down_bias(z, n, 1)[..., 0],
+                self.up_weight(z, n, d), self.up_bias(z, d, 1)[..., 0])
+
+
+@register_method
+class Polyhistor(HyperAdapterMethod):
+    """Polyhistor: decomposed hypernetworks emit low-rank factors (module doc)."""
+
+    name = "polyhistor"
+    description = "decomposed hypernetworks emit low-rank factors of every adapter weight"
+    published_name = "Polyhistor"
+    Config = PolyhistorConfig
+
+    def build_generators(self, dims: tuple[int, ...]) -> None:
+        p, k, wide = self.config.projected_dim, self.config.rank, dims[-1]
+        narrow = wide // self.config.reduction
+        self.down_left = MatrixGenerator(p, wide, k)
+        self.down_right = MatrixGenerator(p, k, narrow)
+        self.down_bias = MatrixGenerator(p, narrow, 1)
+        self.up_left = MatrixGenerator(p, narrow, k)
+        self.up_right = MatrixGenerator(p, k, wide, zero_init=True)
+        self.up_bias = MatrixGenerator(p, wide, 1, zero_init=True)
+
+    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
+        d, n, k = stage.dim, stage.bottleneck, self.config.rank
+        down = self.down_left(z, d, k) @ self.down_right(z, k, n)
+        up = self.up_left(z, n, k) @ self.up_right(z, k, d)
+        return down, self.down_bias(z, n, 1)[..., 0], up, self.up_bias(z, d, 1)[..., 0]
+
+
+class ScalingKernels(nn.Module):
+    """Polyhistor-Lite's per-layer scaling kernels: s × s matrices for the down and up weights
+    and length-s vectors for the biases, one set per adapter; shared by all tasks, so they
+    count as shared encoder parameters."""
+
+    param_group = ENCODER_SHARED
+
+    def __init__(self, num_sites: int, scale: int) -> None:
+        super().__init__()
+        std = scale ** -0.5
+        self.down = nn.Parameter(torch.randn(num_sites, scale, scale) * std)
+        self.up = nn.Parameter(torch.randn(num_sites, scale, scale) * std)
+        self.down_bias = nn.Parameter(torch.ones(num_sites, scale))
+        self.up_bias = nn.Parameter(torch.ones(num_sites, scale))
+
+
+def kron_per_site(template: torch.Tensor, scaling: torch.Tensor) -> torch.Tensor:
+    """Template (T, S, a, b) ⊗ scaling (S, s, s) → (T, S, a·s, b·s); vectors (T, S, a) ⊗ (S, s)
+    → (T, S, a·s). Entry [i·s + u, j·s + v] is template[i, j] · scaling[u, v]."""
+    if template.dim() == 3:
+        tasks, sites, a = template.shape
+        s = scaling.shape[-1]
+        return (template[..., :, None] * scaling[None, :, None, :]).reshape(tasks, sites, a * s)
+    tasks, sites, a, b = template.shape
+    s = scaling.shape[-1]
+    product = template[:, :, :, None, :, None] * scaling[None, :, None, :, None, :]
+    return product.reshape(tasks, sites, a * s, b * s)
+
+
+@register_method
+class PolyhistorLite(HyperAdapterMethod):
+    """Polyhistor-Lite: template kernels ⊗ layer-wise scaling kernels (module doc)."""
+
+    name = "polyhistor-lite"
+    description = "decomposed hypernetworks emit template kernels, scaled per layer (Kronecker)"
+    published_name = None
+    Config = PolyhistorConfig
+
+    def build_generators(self, dims: tuple[int, ...]) -> None:
+        p, k = self.config.projected_dim, self.config.rank
+        width = dims[0]
+        narrow = width // self.config.reduction
+        if any(d % width for d in dims):
+            raise PebenchError(f"polyhistor-lite needs every stage width to be a multiple of the "
+                               f"first ({', '.join(map(str, dims))}).")
+        self.template_width = width
+        self.down_left = MatrixGenerator(p, width, k)
+        self.down_right = MatrixGenerator(p, k, narrow)
+        self.down_bias = MatrixGenerator(p, narrow, 1)
+        self.up_left = MatrixGenerator(p, narrow, k)
+        self.up_right = MatrixGenerator(p, k, width, zero_init=True)
+        self.up_bias = MatrixGenerator(p, width, 1, zero_init=True)
+        self.scaling = nn.ModuleDict({str(stage.index): ScalingKernels(len(stage.sites),
+                                                                       stage.dim // width)
+                                      for stage in self._stages})
+
+    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
+        scaling = self.scaling[str(stage.index)]
+        down = kron_per_site(self.down_left(z) @ self.down_right(z), scaling.down)
+        up = kron_per_site(self.up_left(z) @ self.up_right(z), scaling.up)
+        down_bias = kron_per_site(self.down_bias(z)[..., 0], scaling.down_bias)
+        up_bias = kron_per_site(self.up_bias(z)[..., 0], scaling.up_bias)
+        return down, down_bias, up, up_bias

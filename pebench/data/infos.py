@@ -1,0 +1,50 @@
+"""What the harness knows about the real benchmarks before their loaders exist.
+
+The label spaces of PASCAL-Context (the multi-task split of Maninis et al., 2019) and NYUD-v2
+are facts, so parameter accounting (``pebench params``) can build a model for them with no
+data on disk. These infos are *not* registered as datasets: ``pebench run`` only accepts a
+dataset it can load. A loader that registers itself under one of these names should use the
+info here, and then ``dataset_info`` returns the registered one.
+
+Tasks are listed even when no task of that name is registered yet (``edge``); code that
+builds models keeps only the registered ones (see :func:`pebench.accounting.resolve_setting`).
+"""
+
+from __future__ import annotations
+
+from pebench.data.base import DATASETS, DatasetInfo
+from pebench.errors import unknown_name
+
+PASCAL_CONTEXT = DatasetInfo(
+    name="pascal-context",
+    tasks=("semseg", "human_parts", "saliency", "normals", "edge"),
+    # The published benchmark's four tasks (Polyhistor, MTLoRA): edge is left out.
+    default_tasks=("semseg", "human_parts", "saliency", "normals"),
+    # 20 object classes + background; 6 parts + background.
+    num_classes={"semseg": 21, "human_parts": 7},
+    default_img_size=448,
+    needs_root=True,
+)
+
+NYUD = DatasetInfo(
+    name="nyud",
+    tasks=("semseg", "depth", "normals", "edge"),
+    default_tasks=("semseg", "depth", "normals", "edge"),
+    # The 40-class labelling of Gupta et al.
+    num_classes={"semseg": 40},
+    default_img_size=448,
+    needs_root=True,
+)
+
+KNOWN_INFOS: dict[str, DatasetInfo] = {info.name: info for info in (PASCAL_CONTEXT, NYUD)}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The info of a registered dataset, else of a known benchmark without a loader yet;
+    unknown names raise the usual one-line PebenchError."""
+    if name in DATASETS:
+        return DATASETS.get(name).info
+    if name in KNOWN_INFOS:
+        return KNOWN_INFOS[name]
+    raise unknown_name("dataset", name, {*DATASETS.names(), *KNOWN_INFOS},
+                       hint="Run 'pebench list datasets' to see the loadable ones.")

@@ -1,0 +1,187 @@
+"""Hyperformer, Polyhistor and Polyhistor-Lite: shapes, counts, identity at init, loop/batched
+equivalence, frozen weights, and weights generated once per step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from methods.hypernetworks import Conditioning, kron_per_site
+from pebench.backbones import BACKBONES, SwinEncoder
+from pebench.config import method_config
+from pebench.data.base import DatasetInfo
+from pebench.errors import PebenchError
+from pebench.evaluate import evaluate
+from pebench.method import METHODS
+from pebench.model import MultiTaskModel
+from pebench.params import count_parameters
+from pebench.task import get_task
+
+HYPER = ("hyperformer", "polyhistor", "polyhistor-lite")
+PASCAL = {"semseg": 21, "human_parts": 7, "saliency": 1, "normals": 3}
+NANO = {"semseg": 7, "human_parts": 7, "saliency": 1, "normals": 3}
+
+
+def build(method: str, outputs: dict[str, int] = NANO, backbone: str = "swin-nano",
+          img_size: int = 64, meta: bool = False, **overrides: str) -> MultiTaskModel:
+    torch.manual_seed(0)
+    config = method_config(method, overrides)
+    with torch.device("meta" if meta else "cpu"):
+        encoder = SwinEncoder(BACKBONES.get(backbone), img_size)
+        return MultiTaskModel(encoder, METHODS.get(method)(config, tuple(outputs)), outputs)
+
+
+def frozen_taps(model: MultiTaskModel, images: torch.Tensor) -> list[torch.Tensor]:
+    """The backbone alone: every adapter removed from the branch outputs."""
+    saved = []
+    for site in model.encoder.blocks():
+        for branch in (site.block.drop_path1, site.block.drop_path2):
+            saved.append((branch, list(branch.modules_after)))
+            branch.modules_after = torch.nn.ModuleList()
+    taps = model.encoder(images)
+    for branch, modules in saved:
+        branch.modules_after = torch.nn.ModuleList(modules)
+    return taps
+
+
+def test_published_setting_counts() -> None:
+    counts = {m: count_parameters(build(m, PASCAL, "swin-t", 448, meta=True)) for m in HYPER}
+    conditioning = (4 + 12 + 2) * 64 + (3 * 64 * 128 + 128) + (128 * 128 + 128)
+    # Hyperformer: generators sized for Swin-T's widest stage (768 × 384), p = 128 (+ bias).
+    assert counts["hyperformer"].other == conditioning + 129 * (2 * 768 * 384 + 384 + 768)
+    assert counts["hyperformer"].trainable == 78_224_896  # published 72.77M: ratio 1.075
+    # Polyhistor: rank-24 factor pairs for down and up, plus the bias generators.
+    assert counts["polyhistor"].other == conditioning + 129 * (
+        768 * 24 + 24 * 384 + 384 + 384 * 24 + 24 * 768 + 768)
+    assert counts["polyhistor"].trainable == 9_270_784  # published 8.96M: ratio 1.035
+    # Polyhistor-Lite: 96 × 48 templates; scaling kernels 2·(s² + s) per adapter.
+    lite = counts["polyhistor-lite"]
+    assert lite.other == conditioning + 129 * (96 * 24 + 24 * 48 + 48 + 48 * 24 + 24 * 96 + 96)
+    depths, scales = (2, 2, 6, 2), (1, 2, 4, 8)
+    assert lite.encoder_shared == sum(d * 2 * 2 * (s * s + s) for d, s in
+                                      zip(depths, scales, strict=True)) == 1120
+    assert lite.trainable < counts["polyhistor"].trainable / 3
+    for c in counts.values():
+        assert c.decoders == 1_946_624 and c.encoder_task_specific == 0
+
+
+@pytest.mark.parametrize("method", HYPER)
+@pytest.mark.parametrize(("backbone", "img_size"), [
+    ("swin-nano", 96), ("swin-t", 112), ("swin-s", 112), ("swin-b", 112)])
+def test_output_shapes_on_every_swin(method: str, backbone: str, img_size: int) -> None:
+    if backbone != "swin-nano" and method == "hyperformer":
+        # Hyperformer's generators hold d_max² / 2 · 129 parameters each: build, don't run.
+        model = build(method, PASCAL, backbone, img_size, meta=True)
+        assert count_parameters(model).other > 0
+        return
+    model = build(method, PASCAL, backbone, img_size).eval()
+    with torch.no_grad():
+        model.prepare()
+        out = model(torch.randn(1, 3, img_size, img_size))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        t: (1, c, img_size, img_size) for t, c in PASCAL.items()}
+
+
+@pytest.mark.parametrize("method", HYPER)
+@pytest.mark.parametrize("execution", ["batched", "loop"])
+def test_adapters_are_the_identity_at_initialisation(method: str, execution: str) -> None:
+    model = build(method, execution=execution).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        model.prepare()
+        adapted = model.method.encode(model.encoder, images)
+        frozen = frozen_taps(model, images)
+    for task in NANO:
+        for ours, reference in zip(adapted[task], frozen, strict=True):
+            torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def _step(model: MultiTaskModel, images: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    model.prepare()
+    loss = sum(o.square().mean() for o in model(images).values())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("method", HYPER)
+def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: str) -> None:
+    model = build(method)
+    assert not any(p.requires_grad for n, p in model.encoder.named_parameters())
+    backbone = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    trainable = {n: p.clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert all(n.startswith(("method.", "decoders.")) for n in trainable)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        _step(model, torch.randn(2, 3, 64, 64), optimizer)
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, backbone[key]), key
+    moved = [n for n, p in model.named_parameters() if p.requires_grad
+             and not torch.equal(p, trainable[n])]
+    assert any(n.startswith("method.") for n in moved)
+    assert any("up" in n for n in moved), "the zero-initialised up generators must learn"
+
+
+@pytest.mark.parametrize("method", HYPER)
+def test_loop_and_task_batched_passes_agree(method: str) -> None:
+    # float64, so that the two summation orders agree to a tight tolerance
+    model = build(method).double()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    _step(model, torch.randn(2, 3, 64, 64, dtype=torch.float64), optimizer)  # not identity now
+    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    results = {}
+    for execution in ("loop", "batched"):
+        model.method.config.execution = execution
+        model.zero_grad()
+        model.prepare()
+        out = model(images)
+        sum(o.square().mean() for o in out.values()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[execution] = (out, grads)
+    (loop_out, loop_grads), (batched_out, batched_grads) = results["loop"], results["batched"]
+    for task in NANO:
+        torch.testing.assert_close(loop_out[task], batched_out[task], rtol=1e-9, atol=1e-10)
+    assert loop_grads.keys() == batched_grads.keys() and len(loop_grads) > 0
+    for name, grad in loop_grads.items():
+        torch.testing.assert_close(grad, batched_grads[name], rtol=1e-7, atol=1e-10)
+    assert not torch.allclose(loop_out["semseg"][:, :1], loop_out["human_parts"][:, :1])
+
+
+def test_weights_are_generated_once_per_step_and_once_per_evaluation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = Conditioning.forward
+    monkeypatch.setattr(Conditioning, "forward", lambda self: calls.append(1) or original(self))
+    model = build("polyhistor-lite")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    _step(model, torch.randn(4, 3, 64, 64), optimizer)
+    assert len(calls) == 1
+    batches = [{"image": torch.randn(2, 3, 64, 64),
+                "semseg": torch.zeros(2, 64, 64, dtype=torch.long)} for _ in range(3)]
+    info = DatasetInfo("t", ("semseg",), ("semseg",), {"semseg": 7})
+    evaluate(model, batches, {"semseg": get_task("semseg")}, info, torch.device("cpu"))
+    assert len(calls) == 2
+
+
+def test_forward_without_prepare_is_a_clear_error() -> None:
+    model = build("polyhistor")
+    with pytest.raises(RuntimeError, match=r"call model\.prepare\(\)"):
+        model(torch.randn(1, 3, 64, 64))
+
+
+def test_reduction_that_does_not_divide_the_widths_is_refused() -> None:
+    with pytest.raises(PebenchError, match="reduction=3 must divide every stage width"):
+        build("hyperformer", reduction="3")
+    with pytest.raises(PebenchError, match="rank must be ≥ 1"):
+        build("polyhistor", rank="0")
+
+
+def test_kronecker_matches_torch_kron() -> None:
+    template = torch.randn(2, 3, 4, 5)
+    scaling = torch.randn(3, 2, 2)
+    out = kron_per_site(template, scaling)
+    for t in range(2):
+        for s in range(3):
+            torch.testing.assert_close(out[t, s], torch.kron(template[t, s], scaling[s]))
+    vectors = kron_per_site(torch.randn(2, 3, 4), torch.randn(3, 2))
+    assert vectors.shape == (2, 3, 8)

@@ -135,6 +135,34 @@ class MatrixGenerator(nn.Module):
         return torch.einsum("...p,rcp->...rc", z, weight) + bias
 
 
+class DecomposedGenerators(nn.Module):
+    """Polyhistor's Decomposed HyperNetworks for one adapter shape (rows d, bottleneck n):
+    pairs of small hypernetworks emit A (d × k) and B (k × n) for the down weight and
+    A (n × k), B (k × d) for the up weight, whose products are the weights, and two more emit
+    the biases. ``forward(z, d, n)`` may ask for a narrower corner."""
+
+    param_group = OTHER
+
+    def __init__(self, in_dim: int, rank: int, dim: int, bottleneck: int) -> None:
+        super().__init__()
+        self.rank = rank
+        self.down_left = MatrixGenerator(in_dim, dim, rank)
+        self.down_right = MatrixGenerator(in_dim, rank, bottleneck)
+        self.down_bias = MatrixGenerator(in_dim, bottleneck, 1)
+        self.up_left = MatrixGenerator(in_dim, bottleneck, rank)
+        self.up_right = MatrixGenerator(in_dim, rank, dim, zero_init=True)
+        self.up_bias = MatrixGenerator(in_dim, dim, 1, zero_init=True)
+
+    def forward(self, z: torch.Tensor, dim: int | None = None,
+                bottleneck: int | None = None) -> AdapterWeights:
+        d = dim or self.down_left.rows
+        n = bottleneck or self.down_right.cols
+        k = self.rank
+        down = self.down_left(z, d, k) @ self.down_right(z, k, n)
+        up = self.up_left(z, n, k) @ self.up_right(z, k, d)
+        return down, self.down_bias(z, n, 1)[..., 0], up, self.up_bias(z, d, 1)[..., 0]
+
+
 @dataclass
 class _Site:
     layer: int
@@ -226,20 +254,12 @@ class Polyhistor(HyperAdapterMethod):
     Config = PolyhistorConfig
 
     def build_generators(self, dims: tuple[int, ...]) -> None:
-        p, k, wide = self.config.projected_dim, self.config.rank, dims[-1]
-        narrow = wide // self.config.reduction
-        self.down_left = MatrixGenerator(p, wide, k)
-        self.down_right = MatrixGenerator(p, k, narrow)
-        self.down_bias = MatrixGenerator(p, narrow, 1)
-        self.up_left = MatrixGenerator(p, narrow, k)
-        self.up_right = MatrixGenerator(p, k, wide, zero_init=True)
-        self.up_bias = MatrixGenerator(p, wide, 1, zero_init=True)
+        wide = dims[-1]
+        self.generators = DecomposedGenerators(self.config.projected_dim, self.config.rank, wide,
+                                               wide // self.config.reduction)
 
     def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
-        d, n, k = stage.dim, stage.bottleneck, self.config.rank
-        down = self.down_left(z, d, k) @ self.down_right(z, k, n)
-        up = self.up_left(z, n, k) @ self.up_right(z, k, d)
-        return down, self.down_bias(z, n, 1)[..., 0], up, self.up_bias(z, d, 1)[..., 0]
+        return self.generators(z, stage.dim, stage.bottleneck)
 
 
 class ScalingKernels(nn.Module):
@@ -281,27 +301,18 @@ class PolyhistorLite(HyperAdapterMethod):
     Config = PolyhistorConfig
 
     def build_generators(self, dims: tuple[int, ...]) -> None:
-        p, k = self.config.projected_dim, self.config.rank
         width = dims[0]
-        narrow = width // self.config.reduction
         if any(d % width for d in dims):
             raise PebenchError(f"polyhistor-lite needs every stage width to be a multiple of the "
                                f"first ({', '.join(map(str, dims))}).")
-        self.template_width = width
-        self.down_left = MatrixGenerator(p, width, k)
-        self.down_right = MatrixGenerator(p, k, narrow)
-        self.down_bias = MatrixGenerator(p, narrow, 1)
-        self.up_left = MatrixGenerator(p, narrow, k)
-        self.up_right = MatrixGenerator(p, k, width, zero_init=True)
-        self.up_bias = MatrixGenerator(p, width, 1, zero_init=True)
+        self.templates = DecomposedGenerators(self.config.projected_dim, self.config.rank, width,
+                                              width // self.config.reduction)
         self.scaling = nn.ModuleDict({str(stage.index): ScalingKernels(len(stage.sites),
                                                                        stage.dim // width)
                                       for stage in self._stages})
 
     def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
         scaling = self.scaling[str(stage.index)]
-        down = kron_per_site(self.down_left(z) @ self.down_right(z), scaling.down)
-        up = kron_per_site(self.up_left(z) @ self.up_right(z), scaling.up)
-        down_bias = kron_per_site(self.down_bias(z)[..., 0], scaling.down_bias)
-        up_bias = kron_per_site(self.up_bias(z)[..., 0], scaling.up_bias)
-        return down, down_bias, up, up_bias
+        down, down_bias, up, up_bias = self.templates(z)
+        return (kron_per_site(down, scaling.down), kron_per_site(down_bias, scaling.down_bias),
+                kron_per_site(up, scaling.up), kron_per_site(up_bias, scaling.up_bias))

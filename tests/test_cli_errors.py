@@ -8,18 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pebench.cli import main
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["pebench", *argv])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.err
-
+from cli_runner import run_cli
 
 BAD_INPUTS = [
     (["run", "--method", "lora-ish"], "unknown method 'lora-ish'"),
@@ -49,7 +38,7 @@ def test_bad_input_is_one_line_and_nonzero(argv: list[str], message: str, tmp_pa
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "runs"
     extra = ["--out", str(out)] if argv[0] == "run" else []
-    code, err = run_cli(argv + extra, capsys, monkeypatch)
+    code, _, err = run_cli(argv + extra, capsys, monkeypatch)
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -64,7 +53,7 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code, err = run_cli(["run", "--method", "mtl-full", "--device", "cuda", "--out",
+    code, _, err = run_cli(["run", "--method", "mtl-full", "--device", "cuda", "--out",
                          str(tmp_path)], capsys, monkeypatch)
     assert code == 2
     assert "CUDA is not available" in err

@@ -13,14 +13,13 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_runner import run_cli
 
-from pebench.cli import main
 from pebench.compare import Comparison, Row, compare
 from pebench.reference import ReferenceSetting, find_delta_m_reference, find_reference
 from pebench.report import latex_escape
@@ -68,15 +67,6 @@ def runs(tmp_path: Path) -> Path:
     (out / "foreign.json").write_text(json.dumps({"name": "a dataset card", "version": 2}))
     (out / "other-schema.json").write_text(json.dumps({"schema": "other.tool/3"}))
     return out
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["pebench", *argv])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
 
 
 def row_of(comparison: Comparison, method: str, steps: int = 300) -> Row:

@@ -197,6 +197,10 @@ def _row_notes(row: Row, group: pd.DataFrame, group_columns: list[str],
     elif row.delta_m.n < len(group):
         notes.append(f"Δm of {where} averages {row.delta_m.n} of its {len(group)} runs (the "
                      "others have no reference or a missing metric).")
+    seeds = group["seed"].tolist()
+    if len(set(seeds)) < len(seeds):
+        notes.append(f"{where} averages {len(seeds)} runs of only {len(set(seeds))} distinct "
+                     "seed(s): repeated seeds add no independent evidence; remove the copies.")
     if group["_reference"].dropna().nunique() > 1:
         notes.append(f"the runs of {where} have different Δm references (different batch "
                      "sizes or weights); split them with --group-by.")

@@ -368,3 +368,15 @@ def test_missing_empty_and_referenceless_directories(tmp_path: Path,
     assert "Δm is unavailable for every run" in err and "--plot-metric TASK" in err
     code, out, err = run_cli(["compare", "--results", str(no_reference)], capsys, monkeypatch)
     assert code == 0 and "note: Δm omitted for mtl-full" in out
+
+
+def test_repeated_seeds_are_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    first = record(runs, "decoder-only", 0, 30.0, 22.0, 220_000, 50.0)
+    first.run_id += "-again"
+    first.write(runs)
+    code, out, _ = run_cli(["compare", "--results", str(runs), "--format", "md"], capsys,
+                           monkeypatch)
+    assert code == 0
+    assert "averages 2 runs of only 1 distinct seed(s)" in out

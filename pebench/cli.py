@@ -174,9 +174,7 @@ def params_command(
         table.add_column(header, justify="left" if index == 0 else "right")
     for row in result.rows:
         table.add_row(*accounting.table_cells(row))
-    # Never elide a count: print at the table's natural width even on a narrow console.
-    natural = console.measure(table, options=console.options.update_width(1000)).maximum
-    (console if natural <= console.width else Console(width=natural)).print(table)
+    _print_unelided(table)
     if setting.skipped_tasks:
         console.print(f"not counted (no task registered yet): {', '.join(setting.skipped_tasks)}")
     for row in result.rows:
@@ -234,9 +232,7 @@ def compare_command(
         check_path(plot)
         figure = figure_data(comparison, plot_metric)
     if format_ is CompareFormat.table:
-        table = rich_table(comparison)  # at its natural width: a number is never elided
-        natural = console.measure(table, options=console.options.update_width(1000)).maximum
-        (console if natural <= console.width else Console(width=natural)).print(table)
+        _print_unelided(rich_table(comparison))
         for note in comparison.notes:
             console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
         if comparison.failed:
@@ -262,6 +258,13 @@ def compare_command(
 def _note(line: str) -> None:
     """A line on stderr, as printed (no rich markup), so stdout stays the table."""
     errors.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+def _print_unelided(table: Table) -> None:
+    """Print at the table's natural width even on a narrow console: a number is never
+    elided."""
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    (console if natural <= console.width else Console(width=natural)).print(table)
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:

@@ -24,22 +24,15 @@ from typing import Any
 import torch
 
 from pebench import published
-from pebench.backbones import BACKBONES, SwinEncoder
-from pebench.config import method_config
+from pebench.backbones import BACKBONES
+from pebench.config import check_img_size, check_tasks, method_config
 from pebench.data.base import DatasetInfo
 from pebench.data.infos import dataset_info
-from pebench.errors import PebenchError, unknown_name
+from pebench.errors import PebenchError
 from pebench.method import METHODS
-from pebench.model import MultiTaskModel
+from pebench.model import MultiTaskModel, build_model
 from pebench.params import GROUPS, ParamCounts, count_parameters
-from pebench.task import TASKS, get_task
-
-# The published setting (pebench.published holds the table and says where it comes from).
-PUBLISHED_BACKBONE = published.BACKBONE
-PUBLISHED_DATASET = published.DATASET
-PUBLISHED_TASKS = frozenset(published.METRIC_COLUMNS)
-PUBLISHED_IMG_SIZE = published.IMG_SIZE
-PUBLISHED_TABLE = published.TABLE_FILE
+from pebench.task import TASKS
 
 # The columns of --format csv and the keys of each --format json object, in order.
 FIELDS = ("method", *GROUPS, "trainable", "total", "published")
@@ -59,9 +52,10 @@ class Setting:
 
     @property
     def is_published(self) -> bool:
-        return (self.backbone == PUBLISHED_BACKBONE and self.dataset == PUBLISHED_DATASET
-                and set(self.tasks) == PUBLISHED_TASKS and len(self.tasks) == len(PUBLISHED_TASKS)
-                and self.img_size == PUBLISHED_IMG_SIZE)
+        # A parameter count is of the whole model: all four published tasks, each once.
+        return (published.in_published_setting(self.dataset, self.backbone, self.img_size,
+                                               self.tasks)
+                and sorted(self.tasks) == sorted(published.METRIC_COLUMNS))
 
     def describe(self) -> str:
         return (f"{self.backbone}, {self.dataset} ({', '.join(self.tasks)}), "
@@ -103,7 +97,7 @@ class Accounting:
     seconds: float = 0.0
 
 
-def resolve_setting(backbone: str = PUBLISHED_BACKBONE, dataset: str = PUBLISHED_DATASET,
+def resolve_setting(backbone: str = published.BACKBONE, dataset: str = published.DATASET,
                     tasks: tuple[str, ...] | None = None,
                     img_size: int | None = None) -> Setting:
     """Validate the setting; raises PebenchError with one line for the first problem.
@@ -113,34 +107,20 @@ def resolve_setting(backbone: str = PUBLISHED_BACKBONE, dataset: str = PUBLISHED
     ``skipped_tasks``), so a label space that is ahead of the task registry never breaks
     accounting.
     """
-    spec = BACKBONES.get(backbone)
+    BACKBONES.get(backbone)  # one-line error for an unknown name
     info = dataset_info(dataset)
     skipped: tuple[str, ...] = ()
     if tasks is None:
         chosen = tuple(t for t in info.default_tasks if t in TASKS)
         skipped = tuple(t for t in info.default_tasks if t not in TASKS)
+        if not chosen:
+            raise PebenchError(f"no task to build for dataset '{dataset}': none of its tasks "
+                               f"({', '.join(info.tasks)}) is registered.")
     else:
-        for task in tasks:
-            if task not in info.tasks:
-                if task not in TASKS:
-                    raise unknown_name("task", task, info.tasks,
-                                       hint=f"(the tasks of dataset '{dataset}')")
-                raise PebenchError(f"dataset '{dataset}' has no labels for task '{task}'; "
-                                   f"it offers: {', '.join(info.tasks)}.")
-            if task not in TASKS:
-                raise PebenchError(f"task '{task}' of dataset '{dataset}' is not implemented "
-                                   f"yet (no task registered under that name); registered: "
-                                   f"{', '.join(TASKS.names())}.")
-        if len(set(tasks)) != len(tasks):
-            raise PebenchError(f"a task is listed twice in --tasks {','.join(tasks)}.")
+        check_tasks(info, tasks)
         chosen = tuple(tasks)
-    if not chosen:
-        raise PebenchError(f"no task to build for dataset '{dataset}': none of its tasks "
-                           f"({', '.join(info.tasks)}) is registered.")
     size = img_size if img_size is not None else info.default_img_size
-    if size < 32 or size % spec.patch_size != 0:
-        raise PebenchError(f"--img-size {size} is not valid for {backbone}: it must be a "
-                           f"multiple of the patch size {spec.patch_size} and ≥ 32.")
+    check_img_size(backbone, size)
     return Setting(backbone, dataset, info, chosen, size, skipped)
 
 
@@ -155,17 +135,6 @@ def parse_method_overrides(items: list[str]) -> dict[str, dict[str, str]]:
                                "(e.g. --set mtl-full.key=value).")
         overrides.setdefault(method, {})[name.strip()] = value.strip()
     return overrides
-
-
-def build_model(method: str, setting: Setting, config: Any,
-                device: str | torch.device = "meta") -> MultiTaskModel:
-    """The method's model for ``setting`` with ``config``; on ``meta`` nothing is allocated
-    or initialised (timm's weight init runs on shapes only)."""
-    cls = METHODS.get(method)
-    out_channels = {name: get_task(name).out_channels(setting.info) for name in setting.tasks}
-    with torch.device(device):
-        encoder = SwinEncoder(BACKBONES.get(setting.backbone), setting.img_size)
-        return MultiTaskModel(encoder, cls(config, setting.tasks), out_channels)
 
 
 def count_methods(setting: Setting, methods: list[str] | None = None,
@@ -195,7 +164,7 @@ def count_methods(setting: Setting, methods: list[str] | None = None,
         row_start = time.perf_counter()
         built_on, note = device, ""
         try:
-            model = build_model(name, setting, config, device)
+            model = build_for_setting(name, setting, config, device)
         except PebenchError:
             raise
         except Exception as exc:
@@ -203,7 +172,7 @@ def count_methods(setting: Setting, methods: list[str] | None = None,
                 raise
             built_on = "cpu"
             note = f"built on the CPU: the meta device failed ({type(exc).__name__}: {exc})"
-            model = build_model(name, setting, config, "cpu")
+            model = build_for_setting(name, setting, config, "cpu")
         counts = count_parameters(model)
         del model
         default_config = config == cls.Config()
@@ -215,6 +184,13 @@ def count_methods(setting: Setting, methods: list[str] | None = None,
                                         time.perf_counter() - row_start, note))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def build_for_setting(method: str, setting: Setting, config: Any, device: str) -> MultiTaskModel:
+    """On ``meta`` nothing is allocated or initialised: timm's init runs on shapes only."""
+    with torch.device(device):
+        return build_model(method, config, setting.backbone, setting.img_size, setting.tasks,
+                           setting.info)
 
 
 def published_trainable_m() -> dict[str, float]:

@@ -14,14 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from pebench.backbones import BACKBONES, SwinEncoder
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS
 from pebench.data.stream import BatchIndexStream
 from pebench.errors import PebenchError
 from pebench.evaluate import Metrics, evaluate, primary_metrics
-from pebench.method import METHODS
-from pebench.model import MultiTaskModel
+from pebench.model import build_model
 from pebench.params import count_parameters
 from pebench.pretrain import ensure_embedded_weights
 from pebench.progress import TrainingProgress
@@ -36,7 +34,6 @@ from pebench.results import (
 )
 from pebench.task import get_task
 from pebench.train import OptimConfig, Trainer
-from pebench.weights import load_backbone_weights
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,7 +79,6 @@ def _execute(config: RunConfig, device: torch.device, record: RunRecord,
     source = DATASETS.get(config.dataset)()
     info = source.info
     tasks = {name: get_task(name) for name in config.tasks}
-    spec = BACKBONES.get(config.backbone)
 
     weights_path = _weights_path(config, show_progress)
     record.weights = _describe_weights(config.weights, weights_path)
@@ -95,13 +91,9 @@ def _execute(config: RunConfig, device: torch.device, record: RunRecord,
     record.steps = steps
 
     _seed_everything(config.seed)
-    encoder = SwinEncoder(spec, config.img_size)
-    if weights_path is not None:
-        load_backbone_weights(encoder, weights_path)
-    method_cls = METHODS.get(config.method)
-    method = method_cls(method_config(config.method, config.method_overrides), config.tasks)
-    out_channels = {name: task.out_channels(info) for name, task in tasks.items()}
-    model = MultiTaskModel(encoder, method, out_channels).to(device)
+    model = build_model(config.method, method_config(config.method, config.method_overrides),
+                        config.backbone, config.img_size, config.tasks, info,
+                        weights_path).to(device)
     record.params = count_parameters(model).as_dict()
 
     optim = OptimConfig(config.lr, config.weight_decay, config.warmup_fraction,

@@ -157,7 +157,7 @@ def params_command(
 ) -> None:
     """Count each method's trainable parameters per group without training (no data needed),
     beside the published count in the published setting."""
-    from pebench import accounting
+    from pebench import accounting, published
 
     setting = accounting.resolve_setting(backbone, dataset, _split(tasks), img_size)
     result = accounting.count_methods(
@@ -181,11 +181,11 @@ def params_command(
         if row.note:
             console.print(f"{row.method}: {row.note}", soft_wrap=True, highlight=False)
     where = "the meta device" if all(r.built_on == "meta" for r in result.rows) else "meta/CPU"
-    published = ("published: trainable_params_m of results/reference/"
-                 f"{accounting.PUBLISHED_TABLE}" if setting.is_published else
-                 "published: none outside the published setting (swin-t, pascal-context's "
-                 "four tasks, 448)")
-    console.print(f"{published}; built on {where} in {result.seconds:.2f} s, no weights, "
+    footer = ("published: trainable_params_m of results/reference/"
+              f"{published.TABLE_FILE}" if setting.is_published else
+              "published: none outside the published setting (swin-t, pascal-context's "
+              "four tasks, 448)")
+    console.print(f"{footer}; built on {where} in {result.seconds:.2f} s, no weights, "
                   "no data", soft_wrap=True, highlight=False)
 
 

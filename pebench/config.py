@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pebench.backbones import BACKBONES
-from pebench.data.base import DATASETS
+from pebench.data.base import DATASETS, DatasetInfo
 from pebench.errors import PebenchError, unknown_name
 from pebench.method import METHODS
 from pebench.task import TASKS
@@ -54,14 +54,7 @@ class RunConfig:
             raise unknown_name("backbone", self.backbone, BACKBONES.names())
         info = DATASETS.get(self.dataset).info
         tasks = self.tasks or info.default_tasks
-        for task in tasks:
-            if task not in TASKS:
-                raise unknown_name("task", task, TASKS.names())
-            if task not in info.tasks:
-                raise PebenchError(f"dataset '{self.dataset}' has no labels for task '{task}'; "
-                                   f"it offers: {', '.join(info.tasks)}.")
-        if len(set(tasks)) != len(tasks):
-            raise PebenchError(f"a task is listed twice in --tasks {','.join(tasks)}.")
+        check_tasks(info, tasks)
         data_root = self.data_root
         if info.needs_root:
             if data_root is None:
@@ -78,9 +71,7 @@ class RunConfig:
             raise PebenchError(f"--weights '{self.weights}' is not a file. Give a local "
                                "checkpoint path, 'auto' or 'none'.")
         img_size = self.img_size or info.default_img_size
-        if img_size < 32 or img_size % spec.patch_size != 0:
-            raise PebenchError(f"--img-size {img_size} is not valid for {self.backbone}: it must "
-                               f"be a multiple of the patch size {spec.patch_size} and ≥ 32.")
+        check_img_size(self.backbone, img_size)
         if self.steps is not None and self.epochs is not None:
             raise PebenchError("give either --steps or --epochs, not both.")
         _at_least("--steps", self.steps, 0)
@@ -98,6 +89,28 @@ class RunConfig:
         steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
         method_config(self.method, self.method_overrides)  # fails early on a bad --set
         return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps)
+
+
+def check_tasks(info: DatasetInfo, tasks: tuple[str, ...]) -> None:
+    """Every task registered, offered by the dataset, and listed once."""
+    for task in tasks:
+        if task not in TASKS:
+            if task in info.tasks:
+                raise PebenchError(f"task '{task}' of dataset '{info.name}' is not implemented "
+                                   f"yet; registered tasks: {', '.join(TASKS.names())}.")
+            raise unknown_name("task", task, TASKS.names())
+        if task not in info.tasks:
+            raise PebenchError(f"dataset '{info.name}' has no labels for task '{task}'; "
+                               f"it offers: {', '.join(info.tasks)}.")
+    if len(set(tasks)) != len(tasks):
+        raise PebenchError(f"a task is listed twice in --tasks {','.join(tasks)}.")
+
+
+def check_img_size(backbone: str, img_size: int) -> None:
+    patch = BACKBONES.get(backbone).patch_size
+    if img_size < 32 or img_size % patch != 0:
+        raise PebenchError(f"--img-size {img_size} is not valid for {backbone}: it must be a "
+                           f"multiple of the patch size {patch} and ≥ 32.")
 
 
 def _at_least(flag: str, value: int | None, minimum: int) -> None:

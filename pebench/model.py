@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
-from pebench.backbones import SwinEncoder
+from pebench.backbones import BACKBONES, SwinEncoder
+from pebench.data.base import DatasetInfo
 from pebench.decoders import HRNetHead
-from pebench.method import Method
+from pebench.method import METHODS, Method
+from pebench.task import get_task
+from pebench.weights import load_backbone_weights
 
 
 class MultiTaskModel(nn.Module):
@@ -54,3 +60,16 @@ class MultiTaskModel(nn.Module):
             owned += list(self.decoders[task].parameters())
             sets.append([p for p in owned if p.requires_grad])
         return sets
+
+
+def build_model(method: str, config: Any, backbone: str, img_size: int,
+                tasks: tuple[str, ...], info: DatasetInfo,
+                weights: Path | None = None) -> MultiTaskModel:
+    """The one way a model is assembled: encoder (with ``weights`` if given), the method
+    attached to it, one decoder per task. Build under ``torch.device("meta")`` to count
+    parameters without allocating them."""
+    encoder = SwinEncoder(BACKBONES.get(backbone), img_size)
+    if weights is not None:
+        load_backbone_weights(encoder, weights)
+    out_channels = {name: get_task(name).out_channels(info) for name in tasks}
+    return MultiTaskModel(encoder, METHODS.get(method)(config, tasks), out_channels)

@@ -35,6 +35,14 @@ REFERENCE_LABEL = f"published single-task numbers ({CITATION})"
 CONSISTENCY_TOLERANCE = 0.02
 
 
+def in_published_setting(dataset: str, backbone: str, img_size: int,
+                         tasks: tuple[str, ...] | list[str]) -> bool:
+    """Whether published numbers apply: PASCAL-Context, Swin-T, 448 px, tasks among the
+    published four (all four for a whole-model figure such as a parameter count)."""
+    return (dataset == DATASET and backbone == BACKBONE and img_size == IMG_SIZE
+            and set(tasks) <= set(METRIC_COLUMNS))
+
+
 @dataclass(frozen=True)
 class PublishedRow:
     method: str

@@ -79,9 +79,8 @@ def is_reference_for(candidate: RunRecord, setting: ReferenceSetting) -> bool:
 def published_reference(setting: ReferenceSetting) -> Reference | None:
     """The published single-task numbers, when the setting is the published one
     (PASCAL-Context, Swin-T, 448 px) and its tasks are among the published four."""
-    if (setting.dataset != published.DATASET or setting.backbone != published.BACKBONE
-            or setting.img_size != published.IMG_SIZE
-            or not set(setting.tasks) <= set(published.METRIC_COLUMNS)):
+    if not published.in_published_setting(setting.dataset, setting.backbone, setting.img_size,
+                                          setting.tasks):
         return None
     values = published.published_single_task()
     return Reference("published", {t: values[t] for t in setting.tasks},

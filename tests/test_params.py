@@ -176,7 +176,8 @@ def test_meta_counts_equal_cpu_counts() -> None:
     for on_meta, on_cpu in zip(meta, cpu, strict=True):
         assert on_meta.counts == on_cpu.counts, on_meta.method
         assert on_cpu.built_on == "cpu"
-    model = accounting.build_model("mtl-full", setting, METHODS.get("mtl-full").Config())
+    config = METHODS.get("mtl-full").Config()
+    model = accounting.build_for_setting("mtl-full", setting, config, "meta")
     assert all(p.device.type == "meta" for p in model.parameters())
 
 

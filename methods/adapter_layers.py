@@ -1,24 +1,47 @@
-"""Layers shared by adapter-style methods (not a method family itself)."""
+"""Bottleneck adapter layers shared by adapter-style methods (not a method family itself).
+
+Every adapter here computes the residual bottleneck of Houlsby et al. (2019),
+h + W_up·f(W_down·h + b_down) + b_up, through the encoder's TaskContext, so one module serves
+the per-task loop and the task-batched pass. Weights carry a leading dimension of weight
+sets: T (one per task) or 1 (one set shared by every task, see ``TaskContext.linear``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 from pebench.task_context import TaskContext
 
 AdapterWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Activation = Literal["gelu", "relu", "swish"]
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu, "relu": F.relu, "swish": F.silu}
+
+
+def bottleneck_residual(context: TaskContext, x: torch.Tensor, weights: AdapterWeights,
+                        activation: Activation = "gelu") -> torch.Tensor:
+    """h + W_up·f(W_down·h + b_down) + b_up with weights (S, d, n), (S, n), (S, n, d), (S, d)."""
+    down_w, down_b, up_w, up_b = weights
+    hidden = ACTIVATIONS[activation](context.linear(x, down_w, down_b))
+    return x + context.linear(hidden, up_w, up_b)
+
+
+def weight_sets_group(shared: bool) -> str:
+    """The parameter group of a module holding one weight set per task, or one shared set."""
+    return ENCODER_SHARED if shared else ENCODER_TASK_SPECIFIC
 
 
 class GeneratedAdapter(nn.Module):
-    """A residual bottleneck adapter, h + W_up·GELU(W_down·h + b_down) + b_up (Houlsby et al.,
-    2019; Polyhistor Eq. 1), whose per-task weights are generated outside it once per step.
+    """A bottleneck adapter whose per-task weights are generated outside it once per step.
 
     It owns no parameters: the method that generates the weights hands them over with
-    ``set_weights`` in ``prepare()``. Weights are (T, d, n), (T, n), (T, n, d), (T, d) for T
-    tasks and are applied through the encoder's TaskContext, so the same adapter serves the
-    per-task loop and the task-batched pass.
+    ``set_weights`` in ``prepare()``.
     """
 
     def __init__(self, context: TaskContext, dim: int, bottleneck: int) -> None:
@@ -41,6 +64,37 @@ class GeneratedAdapter(nn.Module):
         if self._weights is None:
             raise RuntimeError("adapter weights were never generated: call model.prepare() "
                                "before the forward pass")
-        down_w, down_b, up_w, up_b = self._weights
-        hidden = F.gelu(self.context.linear(x, down_w, down_b))
-        return x + self.context.linear(hidden, up_w, up_b)
+        return bottleneck_residual(self.context, x, self._weights)
+
+
+class BottleneckAdapter(nn.Module):
+    """A bottleneck adapter owning ``num_sets`` weight sets (one per task, or 1 shared).
+
+    Initialised as Houlsby et al. (2019, Sec. 3.6) do: both projections drawn from a
+    zero-mean normal of std ``init_std`` truncated at two standard deviations, biases zero,
+    so the adapter starts *near* the identity (not exactly: the paper's choice).
+    """
+
+    def __init__(self, context: TaskContext, dim: int, bottleneck: int, num_sets: int,
+                 shared: bool, activation: Activation, init_std: float) -> None:
+        super().__init__()
+        self.context = context
+        self.activation: Activation = activation
+        self.param_group = weight_sets_group(shared)
+        self.down = nn.Parameter(_truncated_normal((num_sets, dim, bottleneck), init_std))
+        self.down_bias = nn.Parameter(torch.zeros(num_sets, bottleneck))
+        self.up = nn.Parameter(_truncated_normal((num_sets, bottleneck, dim), init_std))
+        self.up_bias = nn.Parameter(torch.zeros(num_sets, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = (self.down, self.down_bias, self.up, self.up_bias)
+        return bottleneck_residual(self.context, x, weights, self.activation)
+
+
+def _truncated_normal(shape: tuple[int, ...], std: float) -> torch.Tensor:
+    tensor = torch.empty(shape)
+    if std > 0:
+        nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+    else:
+        nn.init.zeros_(tensor)
+    return tensor

@@ -190,6 +190,16 @@ class SwinEncoder(nn.Module):
                 yield BlockSite(stage_index, index, layer, self.spec.stage_dims[stage_index], block)
                 layer += 1
 
+    def replace_module(self, name: str, make: Callable[[nn.Module], nn.Module]) -> nn.Module:
+        """Replace the timm model's submodule ``name`` (a name of ``model.named_modules()``) by
+        ``make(current)``: for methods that adapt layers outside the block surface, such as
+        BitFit's biases or per-task layer norms. Returns the new module."""
+        parent_name, _, child = name.rpartition(".")
+        parent = self.model.get_submodule(parent_name)
+        new = make(getattr(parent, child))
+        setattr(parent, child, new)
+        return new
+
     def patch_mergings(self) -> list[nn.Module]:
         """The patch-merging layers, in order (stages 1..3 in timm's layout)."""
         return [stage.downsample for stage in self.model.layers

@@ -41,8 +41,6 @@ class Method(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type] = NoConfig
-    # True when the encoder computes different features per task.
-    task_specific_encoder: ClassVar[bool] = False
     # True when no parameter serves two tasks (single-task learning): the trainer then clips
     # gradients per task so that one task's gradients never rescale another's.
     independent_tasks: ClassVar[bool] = False
@@ -67,6 +65,12 @@ class Method(nn.Module):
         """Once per step (and once per evaluation): generate weights that depend on no input."""
 
     @property
+    def task_specific_encoder(self) -> bool:
+        """True when the encoder computes different features per task. Methods fixed either
+        way override it with a class attribute; methods with a ``shared`` option, a property."""
+        return False
+
+    @property
     def execution(self) -> Execution:
         return getattr(self.config, "execution", "batched")
 
@@ -86,6 +90,32 @@ class Method(nn.Module):
             taps = encoder(images.repeat(num_tasks, 1, 1, 1))
         per_tap = [split_task_major(tap, num_tasks) for tap in taps]
         return {task: [chunks[i] for chunks in per_tap] for i, task in enumerate(self.tasks)}
+
+
+@dataclass
+class SharingConfig:
+    """The options of every method whose encoder parameters can be per task or shared."""
+
+    # One set of the method's encoder parameters for all tasks (the encoder runs once),
+    # instead of one set per task (the multi-task form of a single-task method).
+    shared: bool = False
+    execution: Execution = "batched"
+
+
+class SharableMethod(Method):
+    """A method whose encoder parameters are one set per task by default, one shared set with
+    ``--set shared=true``. Its Config derives from SharingConfig."""
+
+    Config: ClassVar[type] = SharingConfig
+
+    @property
+    def task_specific_encoder(self) -> bool:
+        return not self.config.shared
+
+    @property
+    def num_sets(self) -> int:
+        """How many weight sets each adapted layer holds: 1 shared, or one per task."""
+        return 1 if self.config.shared else len(self.tasks)
 
 
 METHODS: Registry[type[Method]] = Registry(

@@ -45,29 +45,69 @@ class TaskContext:
         finally:
             self.active, self.num_batched = previous
 
-    def _require_task(self) -> None:
-        if self.active is None and self.num_batched is None:
-            raise RuntimeError("a task-conditioned module ran outside TaskContext.single/batched; "
-                               "the method's encode() must set the task context")
-
     def linear(self, x: torch.Tensor, weight: torch.Tensor,
                bias: torch.Tensor | None = None) -> torch.Tensor:
-        """Apply per-task linear maps: ``weight`` is (T, in, out), ``bias`` is (T, out)."""
-        self._require_task()
-        if self.num_batched is None:
-            index = self.active
-            assert index is not None
+        """Apply per-task linear maps: ``weight`` is (T, in, out), ``bias`` is (T, out).
+
+        A leading dimension of 1 means one map shared by every task: it applies to the whole
+        input whatever the context, so a module can hold either shared or per-task weights.
+        """
+        if weight.shape[0] == 1:
+            out = x @ weight[0]
+            return out if bias is None else out + bias[0]
+        index = self._task_index()
+        if index is not None:
             out = x @ weight[index]
             return out if bias is None else out + bias[index]
-        groups = self.num_batched
-        if weight.shape[0] != groups:
-            raise RuntimeError(
-                f"batched over {groups} tasks but the weights hold {weight.shape[0]}")
+        groups = self._groups(weight.shape[0])
         lead = x.shape[:-1]
         grouped = x.reshape(groups, -1, x.shape[-1])
         out = torch.bmm(grouped, weight) if bias is None else torch.baddbmm(
             bias.unsqueeze(1), grouped, weight)
         return out.reshape(*lead, weight.shape[-1])
+
+    def add(self, x: torch.Tensor, vectors: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+        """Add per-task vectors (T, C) along ``channel_dim`` of ``x``; T = 1 is shared, as in
+        :meth:`linear`."""
+        return x + self._per_task_view(x, vectors, channel_dim)
+
+    def mul(self, x: torch.Tensor, vectors: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+        """Scale ``x`` by per-task vectors (T, C) along ``channel_dim``."""
+        return x * self._per_task_view(x, vectors, channel_dim)
+
+    def _per_task_view(self, x: torch.Tensor, vectors: torch.Tensor,
+                       channel_dim: int) -> torch.Tensor:
+        """``vectors`` viewed so that it broadcasts against ``x``: the task's (or the shared)
+        vector along ``channel_dim``, or in a task-batched pass one vector per task-major
+        group of the leading dimension."""
+        channel_dim = channel_dim % x.dim()
+        trailing = [1] * (x.dim() - channel_dim - 1)
+        if vectors.shape[0] == 1:
+            return vectors[0].view(-1, *trailing)
+        index = self._task_index()
+        if index is not None:
+            return vectors[index].view(-1, *trailing)
+        groups = self._groups(vectors.shape[0])
+        if channel_dim == 0:
+            raise ValueError("per-task vectors cannot run along the task-major batch dimension")
+        # Group g covers rows [g·B, (g+1)·B) of the leading dimension: repeat each task's
+        # vector B times so that one broadcast covers the whole task-major stack.
+        per_row = vectors.repeat_interleave(x.shape[0] // groups, dim=0)
+        return per_row.view(x.shape[0], *([1] * (channel_dim - 1)), vectors.shape[1], *trailing)
+
+    def _task_index(self) -> int | None:
+        """The active task in the loop execution, None in a task-batched pass."""
+        if self.active is None and self.num_batched is None:
+            raise RuntimeError("a task-conditioned module ran outside TaskContext.single/batched; "
+                               "the method's encode() must set the task context")
+        return self.active
+
+    def _groups(self, num_sets: int) -> int:
+        groups = self.num_batched
+        assert groups is not None
+        if num_sets != groups:
+            raise RuntimeError(f"batched over {groups} tasks but the weights hold {num_sets}")
+        return groups
 
 
 def split_task_major(x: torch.Tensor, num_tasks: int) -> list[torch.Tensor]:

@@ -5,30 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_testing import NANO, PASCAL, assert_loop_and_batched_agree, build, train_step
 
 from methods.hypernetworks import Conditioning, kron_per_site
-from pebench.backbones import BACKBONES, SwinEncoder
-from pebench.config import method_config
 from pebench.data.base import DatasetInfo
 from pebench.errors import PebenchError
 from pebench.evaluate import evaluate
-from pebench.method import METHODS
 from pebench.model import MultiTaskModel
 from pebench.params import count_parameters
 from pebench.task import get_task
 
 HYPER = ("hyperformer", "polyhistor", "polyhistor-lite")
-PASCAL = {"semseg": 21, "human_parts": 7, "saliency": 1, "normals": 3}
-NANO = {"semseg": 7, "human_parts": 7, "saliency": 1, "normals": 3}
-
-
-def build(method: str, outputs: dict[str, int] = NANO, backbone: str = "swin-nano",
-          img_size: int = 64, meta: bool = False, **overrides: str) -> MultiTaskModel:
-    torch.manual_seed(0)
-    config = method_config(method, overrides)
-    with torch.device("meta" if meta else "cpu"):
-        encoder = SwinEncoder(BACKBONES.get(backbone), img_size)
-        return MultiTaskModel(encoder, METHODS.get(method)(config, tuple(outputs)), outputs)
 
 
 def frozen_taps(model: MultiTaskModel, images: torch.Tensor) -> list[torch.Tensor]:
@@ -96,14 +83,6 @@ def test_adapters_are_the_identity_at_initialisation(method: str, execution: str
             torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
 
 
-def _step(model: MultiTaskModel, images: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-    model.prepare()
-    loss = sum(o.square().mean() for o in model(images).values())
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-
 @pytest.mark.parametrize("method", HYPER)
 def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: str) -> None:
     model = build(method)
@@ -113,7 +92,7 @@ def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: 
     assert all(n.startswith(("method.", "decoders.")) for n in trainable)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(2):
-        _step(model, torch.randn(2, 3, 64, 64), optimizer)
+        train_step(model, torch.randn(2, 3, 64, 64), optimizer)
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(value, backbone[key]), key
     moved = [n for n, p in model.named_parameters() if p.requires_grad
@@ -124,27 +103,11 @@ def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: 
 
 @pytest.mark.parametrize("method", HYPER)
 def test_loop_and_task_batched_passes_agree(method: str) -> None:
-    # float64, so that the two summation orders agree to a tight tolerance
-    model = build(method).double()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    _step(model, torch.randn(2, 3, 64, 64, dtype=torch.float64), optimizer)  # not identity now
-    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
-    results = {}
-    for execution in ("loop", "batched"):
-        model.method.config.execution = execution
-        model.zero_grad()
-        model.prepare()
-        out = model(images)
-        sum(o.square().mean() for o in out.values()).backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        results[execution] = (out, grads)
-    (loop_out, loop_grads), (batched_out, batched_grads) = results["loop"], results["batched"]
-    for task in NANO:
-        torch.testing.assert_close(loop_out[task], batched_out[task], rtol=1e-9, atol=1e-10)
-    assert loop_grads.keys() == batched_grads.keys() and len(loop_grads) > 0
-    for name, grad in loop_grads.items():
-        torch.testing.assert_close(grad, batched_grads[name], rtol=1e-7, atol=1e-10)
-    assert not torch.allclose(loop_out["semseg"][:, :1], loop_out["human_parts"][:, :1])
+    model = build(method)
+    assert_loop_and_batched_agree(model, NANO)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64, dtype=torch.float64))
+    assert not torch.allclose(out["semseg"][:, :1], out["human_parts"][:, :1])
 
 
 def test_weights_are_generated_once_per_step_and_once_per_evaluation(
@@ -154,7 +117,7 @@ def test_weights_are_generated_once_per_step_and_once_per_evaluation(
     monkeypatch.setattr(Conditioning, "forward", lambda self: calls.append(1) or original(self))
     model = build("polyhistor-lite")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    _step(model, torch.randn(4, 3, 64, 64), optimizer)
+    train_step(model, torch.randn(4, 3, 64, 64), optimizer)
     assert len(calls) == 1
     batches = [{"image": torch.randn(2, 3, 64, 64),
                 "semseg": torch.zeros(2, 64, 64, dtype=torch.long)} for _ in range(3)]

@@ -1,0 +1,42 @@
+"""BitFit (Ben Zaken et al., ACL 2022): train only the bias terms of the encoder.
+
+"Bias terms" are the additive biases of the encoder's layers, as in the paper's Eq. 1–3: the
+query/key/value projection (Swin fuses them in ``attn.qkv``), the attention output
+projection, both MLP layers, and every LayerNorm's shift β; in a Swin also the patch
+embedding convolution's bias. Not included (a documented choice, the paper has no such
+parameters): the relative-position bias tables, which are learned attention *offsets* per
+head and window displacement rather than a layer's bias term, and LayerNorm scales γ.
+
+Multi-task form: every task gets its own copy of all bias terms, initialised from the
+pretrained ones (``shared=true``: one copy trained by all tasks).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from methods.task_layers import TaskBias
+from pebench.method import SharableMethod, SharingConfig, register_method
+
+
+@register_method
+class BitFit(SharableMethod):
+    """Bias terms only (module doc)."""
+
+    name = "bitfit"
+    description = "train only the encoder's bias terms (one copy per task)"
+    published_name = "BitFit"
+    Config: ClassVar[type] = SharingConfig
+
+    def attach(self, encoder: nn.Module) -> nn.Module:
+        with_bias = [(name, module) for name, module in encoder.model.named_modules()
+                     if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Conv2d))
+                     and isinstance(module.bias, torch.Tensor)]
+        for name, module in with_bias:
+            channel_dim = 1 if isinstance(module, nn.Conv2d) else -1
+            encoder.replace_module(name, lambda m, d=channel_dim: TaskBias(
+                m, encoder.task_context, self.num_sets, self.config.shared, d))
+        return encoder

@@ -1,3 +1,3 @@
 """Built-in methods; each module registers its methods when imported."""
 
-from methods import finetuning, hypernetworks  # noqa: F401
+from methods import adapters, bitfit, finetuning, hypernetworks, lora  # noqa: F401

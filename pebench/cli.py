@@ -255,6 +255,54 @@ def compare_command(
         _note(f"figure: {plot}")
 
 
+data_app = typer.Typer(no_args_is_help=True,
+                       help="Check a dataset download, or write a small one in the real format.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check_command(
+    dataset: Annotated[str, typer.Option(help="pascal-context or nyud")],
+    data_root: Annotated[Path, typer.Option(help="the dataset folder on disk")],
+    tasks: Annotated[str | None, typer.Option(
+        help="comma-separated tasks (default: every label of the format)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Read every image and label of both splits; exit 1 on any problem.
+
+    Problems are files that are missing or unreadable, labels whose size differs from their
+    image's, and labels with values outside the format."""
+    from pebench.data.check import check_dataset, problem_lines, summary_table
+
+    report = check_dataset(dataset, data_root, _split(tasks), show_progress=not quiet)
+    _print_unelided(summary_table(report))
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    for line in problem_lines(report):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    if not report.ok:
+        count = sum(len(messages) for messages in report.problems.values())
+        _note(f"error: {count} problem(s) in '{data_root}'; fix or re-extract the files above.")
+        raise typer.Exit(1)
+    console.print(f"ok: every file of {dataset} in '{data_root}' can be loaded.",
+                  highlight=False, soft_wrap=True, markup=False)
+
+
+@data_app.command("fixture")
+def data_fixture_command(
+    dataset: Annotated[str, typer.Option(help="pascal-context or nyud")],
+    directory: Annotated[Path, typer.Argument(help="a new or empty directory")],
+) -> None:
+    """Write a small dataset in the real on-disk format, to try the real loaders."""
+    from pebench.data.fixtures import write_fixture
+
+    fixture = write_fixture(dataset, directory)
+    sizes = ", ".join(f"{len(ids)} {split}" for split, ids in fixture.splits.items())
+    console.print(f"wrote a {dataset} fixture ({sizes} images) to {directory}; try: pebench "
+                  f"data check --dataset {dataset} --data-root {directory}",
+                  highlight=False, soft_wrap=True, markup=False)
+
+
 def _note(line: str) -> None:
     """A line on stderr, as printed (no rich markup), so stdout stays the table."""
     errors.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -12,6 +12,7 @@ saliency         int64  (B, H, W)    1 = salient, 0 = not; 255 = ignore
 normals          float32 (B, 3, H, W) unit surface normal (x right, y down, z towards the
                                      camera); the zero vector = ignore
 depth            float32 (B, 1, H, W) metric depth; 0 = invalid
+edge             int64  (B, H, W)    1 = edge, 0 = not; 255 = ignore
 ===============  ==================  ======================================================
 
 Decoders emit raw outputs (logits for classification tasks). ``Task.loss`` takes those raw

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tasks import depth, human_parts, normals, saliency, semseg
+from tasks import depth, edge, human_parts, normals, saliency, semseg
 
-__all__ = ["depth", "human_parts", "normals", "saliency", "semseg"]
+__all__ = ["depth", "edge", "human_parts", "normals", "saliency", "semseg"]

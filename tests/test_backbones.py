@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from timm.models.swin_transformer import get_relative_position_index
 
 from pebench.backbones import BACKBONES, SwinEncoder
 from pebench.errors import PebenchError
@@ -47,33 +48,78 @@ def test_encoder_parameters_are_timm_swin_without_head_and_final_norm() -> None:
     assert ours == theirs == 27_517_818
 
 
-def _to_microsoft_format(state: dict[str, torch.Tensor]) -> dict[str, object]:
-    """Write a timm state dict the way the original Swin release stores it."""
-    converted: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
+RELEASE_RESOLUTION = 224  # the original checkpoints were trained at 224, window 7
+
+
+def _original_release_checkpoint(name: str, classes: int
+                                 ) -> tuple[dict[str, object], dict[str, torch.Tensor]]:
+    """A checkpoint laid out as the original Microsoft release saves it, and the timm-layout
+    values it should load as.
+
+    Original layout: ``{"model": state_dict}``; patch merging at the end of stages 0-2
+    (``layers.N.downsample``, timm's ``layers.N+1.downsample``); the persistent buffers
+    ``relative_position_index`` of every block and ``attn_mask`` of the shifted blocks of
+    stages whose resolution exceeds the window; the final ``norm`` and ``head`` (1,000 classes
+    for ImageNet-1k, 21,841 for ImageNet-22k). Every tensor is a view into one random storage
+    at its own offset, so each holds distinct values while the file stays small.
+    """
+    spec = BACKBONES.get(name)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in SwinEncoder(spec, RELEASE_RESOLUTION).model.state_dict()
+                  .items()}
+    generator = torch.Generator().manual_seed(len(name) * 1000 + classes)
+    base = torch.randn(max(s.numel() for s in shapes.values()) + len(shapes),
+                       generator=generator)
+    expected = {key: base[i:i + shape.numel()].view(shape)
+                for i, (key, shape) in enumerate(shapes.items())}
+    window = spec.window_size
+    model: dict[str, torch.Tensor] = {}
+    for key, value in expected.items():
         key = re.sub(r"layers\.(\d+)\.downsample",
                      lambda m: f"layers.{int(m.group(1)) - 1}.downsample", key)
-        converted[key] = value
-        if key.endswith("relative_position_bias_table"):
-            prefix = key[: -len("relative_position_bias_table")]
-            converted[prefix + "relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
-    converted["norm.weight"] = torch.ones(768)
-    converted["norm.bias"] = torch.zeros(768)
-    converted["head.weight"] = torch.zeros(1000, 768)
-    converted["head.bias"] = torch.zeros(1000)
-    return {"model": converted}
+        model[key] = value
+        block = re.match(r"(layers\.(\d+)\.blocks\.(\d+)\.)attn\.relative_position_bias_table",
+                         key)
+        if block is None:
+            continue
+        prefix, stage, index = block.group(1), int(block.group(2)), int(block.group(3))
+        model[prefix + "attn.relative_position_index"] = get_relative_position_index(
+            window, window)
+        side = RELEASE_RESOLUTION // spec.patch_size // 2**stage
+        if index % 2 == 1 and side > window:  # shifted window: a mask per window
+            model[prefix + "attn_mask"] = torch.zeros(1, window**2, window**2).expand(
+                (side // window) ** 2, -1, -1)
+    width = spec.stage_dims[-1]
+    model["norm.weight"], model["norm.bias"] = base[:width], base[1:width + 1]
+    model["head.weight"] = base[:width].expand(classes, width)
+    model["head.bias"] = base[:classes] if classes <= base.numel() else torch.zeros(classes)
+    return {"model": model}, expected
 
 
-def test_loads_original_microsoft_checkpoint_at_448(tmp_path: Path) -> None:
-    torch.manual_seed(1)
-    source = SwinEncoder(BACKBONES.get("swin-t"), 224)
-    path = tmp_path / "swin_tiny_patch4_window7_224.pth"
-    torch.save(_to_microsoft_format(source.backbone_state_dict()), path)
+@pytest.mark.parametrize("name", ["swin-t", "swin-s", "swin-b"])
+@pytest.mark.parametrize("classes", [1000, 21841], ids=["in1k", "in22k"])
+def test_original_release_checkpoint_loads_at_448(tmp_path: Path, name: str,
+                                                  classes: int) -> None:
+    checkpoint, expected = _original_release_checkpoint(name, classes)
+    path = tmp_path / f"{name}_patch4_window7_224.pth"
+    torch.save(checkpoint, path)
 
-    target = SwinEncoder(BACKBONES.get("swin-t"), 448)
-    load_backbone_weights(target, path)
-    for key, value in source.backbone_state_dict().items():
-        assert torch.equal(target.model.state_dict()[key], value), key
+    with torch.device("meta"):  # no random init of 88M parameters: every one is loaded
+        encoder = SwinEncoder(BACKBONES.get(name), 448)
+    encoder.to_empty(device="cpu")
+    load_backbone_weights(encoder, path)
+
+    loaded = encoder.model.state_dict()
+    assert loaded.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+    original = checkpoint["model"]
+    assert isinstance(original, dict)
+    first_merging = encoder.patch_mergings()[0]
+    assert torch.equal(first_merging.reduction.weight,
+                       original["layers.0.downsample.reduction.weight"])
+    assert torch.equal(encoder.model.layers[3].downsample.norm.bias,
+                       original["layers.2.downsample.norm.bias"])
 
 
 def test_loads_timm_checkpoint_and_resizes_relative_position_tables(tmp_path: Path) -> None:

@@ -29,7 +29,9 @@ def test_non_editable_install_ships_methods_and_tasks(tmp_path: Path) -> None:
     for expected in ("methods/__init__.py", "methods/finetuning.py", "tasks/semseg.py",
                      "tasks/normals.py", "pebench/cli.py", "pebench/data/synthetic.py",
                      "pebench/reference_data/published_pascal_context_swin_t.csv",
-                     "pebench/reference_data/README.md"):
+                     "pebench/reference_data/README.md",
+                     "pebench/data/pascal_context_maps/context_classes.json",
+                     "pebench/data/pascal_context_maps/nyu_classes.json"):
         assert expected in names, expected
     assert any(n.endswith("entry_points.txt") for n in names)
 
@@ -45,14 +47,17 @@ def test_non_editable_install_ships_methods_and_tasks(tmp_path: Path) -> None:
              "print(resources.files(pebench) / 'reference_data' / published.TABLE_FILE);"
              "rows = published.published_rows();"
              "print(len(rows), sum(not r.consistent for r in rows),"
-             " published.published_single_task()['normals'])")
+             " published.published_single_task()['normals']);"
+             "from pebench.data.pascal_context import normals_valid_classes;"
+             "print(len(normals_valid_classes()))")
     result = subprocess.run([sys.executable, "-c", probe, str(target)], cwd=tmp_path,
                             capture_output=True, text=True, check=True, timeout=120)
     lines = result.stdout.strip().splitlines()
-    methods_file, tasks_file, method_names, task_names, table_file, published = lines
+    methods_file, tasks_file, method_names, task_names, table_file, published, normals = lines
     assert methods_file.startswith(str(target))
     assert table_file.startswith(str(target)) and Path(table_file).is_file()
     assert published.split() == ["15", "1", "17.97"]  # rows, inconsistent rows, single-task
+    assert normals == "170"  # the class maps travel in the wheel as package data
     assert tasks_file.startswith(str(target))
     assert {"single-task", "mtl-full", "decoder-only"} <= set(method_names.split(","))
     assert {"semseg", "human_parts", "saliency", "normals", "depth"} <= set(task_names.split(","))

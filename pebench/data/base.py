@@ -27,6 +27,9 @@ class DatasetInfo:
     num_classes: dict[str, int] = field(default_factory=dict)
     default_img_size: int = 448
     needs_root: bool = True
+    # Edge matching tolerance as a fraction of the image diagonal (the SEISM ``maxDist`` of
+    # the dataset's published protocol); None for datasets without edge labels.
+    edge_tolerance: float | None = None
 
 
 class DatasetSource(ABC):
@@ -42,7 +45,8 @@ class DatasetSource(ABC):
 
 
 DATASETS: Registry[type[DatasetSource]] = Registry(
-    "dataset", builtin_modules=("pebench.data.synthetic",)
+    "dataset", builtin_modules=("pebench.data.synthetic", "pebench.data.pascal_context",
+                               "pebench.data.nyud")
 )
 
 

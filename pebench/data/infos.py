@@ -1,13 +1,13 @@
-"""What the harness knows about the real benchmarks before their loaders exist.
+"""What the harness knows about the real benchmarks without loading any of their data.
 
 The label spaces of PASCAL-Context (the multi-task split of Maninis et al., 2019) and NYUD-v2
 are facts, so parameter accounting (``pebench params``) can build a model for them with no
-data on disk. These infos are *not* registered as datasets: ``pebench run`` only accepts a
-dataset it can load. A loader that registers itself under one of these names should use the
-info here, and then ``dataset_info`` returns the registered one.
+data on disk. The loaders (:mod:`pebench.data.pascal_context`, :mod:`pebench.data.nyud`)
+register themselves with these very infos, so ``dataset_info`` gives the same answer whether
+or not a loader is registered.
 
-Tasks are listed even when no task of that name is registered yet (``edge``); code that
-builds models keeps only the registered ones (see :func:`pebench.accounting.resolve_setting`).
+Code that builds models from an info keeps only the tasks that are registered (see
+:func:`pebench.accounting.resolve_setting`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ PASCAL_CONTEXT = DatasetInfo(
     num_classes={"semseg": 21, "human_parts": 7},
     default_img_size=448,
     needs_root=True,
+    # The edge evaluation of ASTMT / MTI-Net (SEISM) on PASCAL-Context.
+    edge_tolerance=0.0075,
 )
 
 NYUD = DatasetInfo(
@@ -34,6 +36,8 @@ NYUD = DatasetInfo(
     num_classes={"semseg": 40},
     default_img_size=448,
     needs_root=True,
+    # The edge evaluation of MTI-Net (SEISM) on NYUD.
+    edge_tolerance=0.011,
 )
 
 KNOWN_INFOS: dict[str, DatasetInfo] = {info.name: info for info in (PASCAL_CONTEXT, NYUD)}

@@ -1,3 +1,13 @@
 """Built-in methods; each module registers its methods when imported."""
 
-from methods import adapters, bitfit, finetuning, hypernetworks, lora  # noqa: F401
+from methods import (  # noqa: F401
+    adapters,
+    bitfit,
+    compacter,
+    finetuning,
+    hypernetworks,
+    lora,
+    mtlora,
+    peft_tuner,
+    vpt,
+)

@@ -9,17 +9,23 @@ sets: T (one per task) or 1 (one set shared by every task, see ``TaskContext.lin
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pebench.errors import PebenchError
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 from pebench.task_context import TaskContext
 
+if TYPE_CHECKING:
+    from pebench.backbones import BackboneSpec, BlockSite
+
 AdapterWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 Activation = Literal["gelu", "relu", "swish"]
+# Where adapters go in a block: after both sub-layers (Houlsby) or after the MLP only (Pfeiffer).
+Placement = Literal["both", "mlp"]
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu, "relu": F.relu, "swish": F.silu}
 
@@ -30,6 +36,21 @@ def bottleneck_residual(context: TaskContext, x: torch.Tensor, weights: AdapterW
     down_w, down_b, up_w, up_b = weights
     hidden = ACTIVATIONS[activation](context.linear(x, down_w, down_b))
     return x + context.linear(hidden, up_w, up_b)
+
+
+def adapter_slots(site: BlockSite, placement: Placement) -> list[Callable[[nn.Module], None]]:
+    """The block's branch outputs that take an adapter under ``placement``, in forward order."""
+    if placement == "both":
+        return [site.add_after_attention, site.add_after_mlp]
+    return [site.add_after_mlp]
+
+
+def check_reduction(spec: BackboneSpec, reduction: int) -> None:
+    """A bottleneck of d / ``reduction`` must exist in every stage."""
+    widths = spec.stage_dims
+    if any(d % reduction for d in widths):
+        raise PebenchError(f"--set reduction={reduction} must divide every stage width of "
+                           f"{spec.name} ({', '.join(map(str, widths))}).")
 
 
 def weight_sets_group(shared: bool) -> str:

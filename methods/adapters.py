@@ -28,16 +28,19 @@ Choices where the papers fix no value for a Swin (documented hyperparameters):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from torch import nn
 
-from methods.adapter_layers import Activation, BottleneckAdapter
-from methods.task_layers import TaskLayerNorm
-from pebench.errors import PebenchError
+from methods.adapter_layers import (
+    Activation,
+    BottleneckAdapter,
+    Placement,
+    adapter_slots,
+    check_reduction,
+)
+from methods.task_layers import layer_norms_per_task
 from pebench.method import SharableMethod, SharingConfig, register_method
-
-Placement = Literal["both", "mlp"]
 
 
 @dataclass
@@ -80,22 +83,14 @@ class BottleneckAdapters(SharableMethod):
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         config = self.config
-        widths = encoder.spec.stage_dims
-        if any(d % config.reduction for d in widths):
-            raise PebenchError(f"--set reduction={config.reduction} must divide every stage "
-                               f"width of {encoder.spec.name} ({', '.join(map(str, widths))}).")
+        check_reduction(encoder.spec, config.reduction)
         for site in encoder.blocks():
-            adds = (site.add_after_attention, site.add_after_mlp)
-            for add in adds if self.placement == "both" else adds[1:]:
+            for add in adapter_slots(site, self.placement):
                 add(BottleneckAdapter(encoder.task_context, site.dim,
                                       site.dim // config.reduction, self.num_sets, config.shared,
                                       config.activation, config.init_std))
         if config.train_layer_norms:
-            norms = [name for name, module in encoder.model.named_modules()
-                     if isinstance(module, nn.LayerNorm)]
-            for name in norms:
-                encoder.replace_module(name, lambda norm: TaskLayerNorm(
-                    norm, encoder.task_context, self.num_sets, config.shared))
+            layer_norms_per_task(encoder, self.num_sets, config.shared)
         return encoder
 
 

@@ -48,7 +48,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from methods.adapter_layers import AdapterWeights, GeneratedAdapter
+from methods.adapter_layers import AdapterWeights, GeneratedAdapter, check_reduction
 from pebench.errors import PebenchError
 from pebench.method import Method, register_method
 from pebench.params import ENCODER_SHARED, OTHER
@@ -187,9 +187,7 @@ class HyperAdapterMethod(Method):
     def attach(self, encoder: nn.Module) -> nn.Module:
         config = self.config
         dims = encoder.spec.stage_dims
-        if any(d % config.reduction for d in dims):
-            raise PebenchError(f"--set reduction={config.reduction} must divide every stage "
-                               f"width of {encoder.spec.name} ({', '.join(map(str, dims))}).")
+        check_reduction(encoder.spec, config.reduction)
         stages = [_Stage(i, d, d // config.reduction, []) for i, d in enumerate(dims)]
         num_layers = 0
         for site in encoder.blocks():

@@ -17,7 +17,8 @@ from typing import ClassVar
 
 from torch import nn
 
-from methods.lora_layers import LoRALinear
+from methods.adapter_layers import weight_sets_group
+from methods.lora_layers import LoRALinear, LowRankUpdate
 from pebench.backbones import BRANCH_LINEARS
 from pebench.method import SharableMethod, SharingConfig, register_method
 
@@ -53,7 +54,8 @@ class LoRA(SharableMethod):
         config = self.config
         for site in encoder.blocks():
             for target in config.targets:
-                site.replace_linear(target, lambda base: LoRALinear(
-                    base, encoder.task_context, self.num_sets, config.shared, config.rank,
-                    config.alpha, config.dropout))
+                site.replace_linear(target, lambda base: LoRALinear(base, LowRankUpdate(
+                    encoder.task_context, base.in_features, base.out_features, self.num_sets,
+                    config.rank, config.alpha / config.rank, config.dropout,
+                    weight_sets_group(config.shared))))
         return encoder

@@ -64,3 +64,13 @@ class TaskLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normalised = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         return self.context.add(self.context.mul(normalised, self.weight), self.bias)
+
+
+def layer_norms_per_task(encoder: nn.Module, num_sets: int, shared: bool) -> None:
+    """Make every LayerNorm of the encoder (two per block, the patch-merging norms and the
+    patch-embedding norm) a trainable TaskLayerNorm with ``num_sets`` weight sets."""
+    names = [name for name, module in encoder.model.named_modules()
+             if isinstance(module, nn.LayerNorm)]
+    for name in names:
+        encoder.replace_module(name, lambda norm: TaskLayerNorm(
+            norm, encoder.task_context, num_sets, shared))

@@ -7,7 +7,7 @@ device (an op without a meta kernel, a ``.item()``) is built on the CPU instead,
 says so.
 
 The published trainable-parameter count (``trainable_params_m`` of the reference table) is
-shown beside a method that names its published row (``Method.published_name``) only in the
+shown beside a method that names its published row (``Method.published_row``) only in the
 published setting: Swin-T, PASCAL-Context's four tasks, 448×448 input, and the method's
 default hyperparameters. Anywhere else there is nothing published to compare with.
 """
@@ -28,7 +28,7 @@ from pebench.backbones import BACKBONES
 from pebench.config import check_img_size, check_tasks, method_config
 from pebench.data.base import DatasetInfo
 from pebench.data.infos import dataset_info
-from pebench.errors import PebenchError
+from pebench.errors import MissingDependency, PebenchError
 from pebench.method import METHODS
 from pebench.model import MultiTaskModel, build_model
 from pebench.params import GROUPS, ParamCounts, count_parameters
@@ -95,6 +95,8 @@ class Accounting:
     setting: Setting
     rows: list[MethodParams] = field(default_factory=list)
     seconds: float = 0.0
+    # "method: why" for the methods left out because an optional package is missing.
+    unavailable: list[str] = field(default_factory=list)
 
 
 def resolve_setting(backbone: str = published.BACKBONE, dataset: str = published.DATASET,
@@ -165,6 +167,11 @@ def count_methods(setting: Setting, methods: list[str] | None = None,
         built_on, note = device, ""
         try:
             model = build_for_setting(name, setting, config, device)
+        except MissingDependency as exc:
+            if methods is not None:
+                raise
+            result.unavailable.append(f"{name}: {exc}")
+            continue
         except PebenchError:
             raise
         except Exception as exc:
@@ -175,10 +182,9 @@ def count_methods(setting: Setting, methods: list[str] | None = None,
             model = build_for_setting(name, setting, config, "cpu")
         counts = count_parameters(model)
         del model
-        default_config = config == cls.Config()
-        row_published = (published_m.get(cls.published_name)
-                         if cls.published_name is not None and default_config else None)
-        if cls.published_name is not None and setting.is_published and not default_config:
+        published_row = cls.published_row(config)
+        row_published = published_m.get(published_row) if published_row is not None else None
+        if cls.published_name is not None and setting.is_published and published_row is None:
             note = "; ".join(filter(None, [note, "no published count: non-default --set"]))
         result.rows.append(MethodParams(name, counts, row_published, built_on,
                                         time.perf_counter() - row_start, note))

@@ -54,6 +54,7 @@ def run(config: RunConfig, show_progress: bool = True) -> RunRecord:
     """
     config = config.resolved()
     device = resolve_device(config.device)
+    _check_method_fits(config)
     record = RunRecord(
         run_id=new_run_id(config.method, config.dataset, config.backbone, config.seed),
         created_at=now_iso(), method=config.method,
@@ -71,6 +72,23 @@ def run(config: RunConfig, show_progress: bool = True) -> RunRecord:
         record.write(config.out)
         raise
     return record
+
+
+def _check_method_fits(config: RunConfig) -> None:
+    """Build the model on the meta device (no memory, no initialisation) before anything is
+    recorded: a setting that a method refuses in ``attach`` (a reduction that does not divide
+    the stage widths, a PEFT target that matches nothing) is bad input, not a failed run.
+    Anything else the meta device alone trips over is left to the real build."""
+    assert config.tasks is not None and config.img_size is not None
+    info = DATASETS.get(config.dataset).info
+    try:
+        with torch.device("meta"):
+            build_model(config.method, method_config(config.method, config.method_overrides),
+                        config.backbone, config.img_size, config.tasks, info)
+    except PebenchError:
+        raise
+    except Exception:  # a limitation of the meta device, not of the user's input
+        pass
 
 
 def _execute(config: RunConfig, device: torch.device, record: RunRecord,

@@ -163,6 +163,8 @@ def params_command(
     result = accounting.count_methods(
         setting, list(_split(methods)) if methods is not None else None,
         accounting.parse_method_overrides(set_ or []))
+    for line in result.unavailable:
+        _note(f"not counted: {line}")
     if format_ is ParamsFormat.json:
         print(accounting.to_json(result.rows))
         return

@@ -10,6 +10,11 @@ class PebenchError(Exception):
     """A problem with what the user asked for: the message says what, what is valid, what to do."""
 
 
+class MissingDependency(PebenchError):
+    """An optional package that one method needs is not installed (the message says how to
+    install it); commands that go over every method skip that one and say so."""
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str], hint: str = "") -> PebenchError:
     """Build the error for a name that is not registered, with a 'did you mean' suggestion."""
     valid = sorted(valid)

@@ -45,13 +45,20 @@ class Method(nn.Module):
     # gradients per task so that one task's gradients never rescale another's.
     independent_tasks: ClassVar[bool] = False
     # The row of the published reference table (results/reference, column ``method``) that this
-    # method reproduces with its default Config, if any: `pebench params` compares counts.
+    # method reproduces with its default Config, if any: `pebench params` compares counts (see
+    # ``published_row``).
     published_name: ClassVar[str | None] = None
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
         super().__init__()
         self.config = config
         self.tasks = tasks
+
+    @classmethod
+    def published_row(cls, config: Any) -> str | None:
+        """The published row that ``config`` reproduces: ``published_name`` with the default
+        Config. A method with several published rows (one per setting) overrides this."""
+        return cls.published_name if config == cls.Config() else None
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         raise NotImplementedError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from pebench.backbones import BACKBONES, SwinEncoder
@@ -14,6 +16,16 @@ NANO = {"semseg": 7, "human_parts": 7, "saliency": 1, "normals": 3}
 # Swin-T in the published setting: stage widths, blocks per stage, heads per stage.
 SWIN_T_WIDTHS, SWIN_T_DEPTHS = (96, 192, 384, 768), (2, 2, 6, 2)
 DECODERS_PUBLISHED = 1_946_624
+
+
+def per_swin_t_block(f: Callable[[int], int]) -> int:
+    """Σ over Swin-T's blocks of f(d), d the block's width."""
+    return sum(depth * f(d) for d, depth in zip(SWIN_T_WIDTHS, SWIN_T_DEPTHS, strict=True))
+
+
+# The widths of Swin-T's LayerNorms: two per block, the patch-merging norms (4·d of the stage
+# before) and the patch-embedding norm; each norm holds a scale and a shift of that width.
+SWIN_T_LAYER_NORM_WIDTHS = per_swin_t_block(lambda d: 2 * d) + 4 * (96 + 192 + 384) + 96
 
 
 def build(method: str, outputs: dict[str, int] = NANO, backbone: str = "swin-nano",

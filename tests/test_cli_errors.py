@@ -28,6 +28,12 @@ BAD_INPUTS = [
     (["run", "--method", "mtl-full", "--device", "tpu"], "unknown --device 'tpu'"),
     (["run", "--method", "mtl-full", "--set", "rank=4"], "has no hyperparameter 'rank'"),
     (["run", "--method", "mtl-full", "--set", "rank"], "not of the form key=value"),
+    # Settings a method refuses when it is attached: caught before anything is recorded.
+    (["run", "--method", "adapter", "--set", "reduction=5"], "reduction=5 must divide every"),
+    (["run", "--method", "vl-adapter", "--set", "shared=false"], "shares one adapter set"),
+    (["run", "--method", "lora", "--set", "targets=attn.q"], "targets attn.q must be among"),
+    (["run", "--method", "vpt-deep", "--set", "num_prompts=0"], "num_prompts must be ≥ 1"),
+    (["run", "--method", "peft", "--set", "config=/nonexistent.json"], "cannot be read"),
     (["list", "widgets"], "'widgets' is not one of"),
 ]
 

@@ -53,23 +53,6 @@ def test_published_setting_counts() -> None:
 
 
 @pytest.mark.parametrize("method", HYPER)
-@pytest.mark.parametrize(("backbone", "img_size"), [
-    ("swin-nano", 96), ("swin-t", 112), ("swin-s", 112), ("swin-b", 112)])
-def test_output_shapes_on_every_swin(method: str, backbone: str, img_size: int) -> None:
-    if backbone != "swin-nano" and method == "hyperformer":
-        # Hyperformer's generators hold d_max² / 2 · 129 parameters each: build, don't run.
-        model = build(method, PASCAL, backbone, img_size, meta=True)
-        assert count_parameters(model).other > 0
-        return
-    model = build(method, PASCAL, backbone, img_size).eval()
-    with torch.no_grad():
-        model.prepare()
-        out = model(torch.randn(1, 3, img_size, img_size))
-    assert {k: tuple(v.shape) for k, v in out.items()} == {
-        t: (1, c, img_size, img_size) for t, c in PASCAL.items()}
-
-
-@pytest.mark.parametrize("method", HYPER)
 @pytest.mark.parametrize("execution", ["batched", "loop"])
 def test_adapters_are_the_identity_at_initialisation(method: str, execution: str) -> None:
     model = build(method, execution=execution).eval()

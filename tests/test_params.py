@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
@@ -122,7 +123,6 @@ BAD_INPUTS = [
     (["--tasks", "semseg,depth"], "dataset 'pascal-context' has no labels for task 'depth'"),
     (["--tasks", "semseg,edges"], "unknown task 'edges'"),
     (["--tasks", "semseg,semseg"], "listed twice"),
-    (["--tasks", "edge"], "task 'edge' of dataset 'pascal-context' is not implemented yet"),
     (["--backbone", "swin-x"], "unknown backbone 'swin-x'"),
     (["--img-size", "450"], "--img-size 450 is not valid"),
     (["--format", "xml"], "'xml' is not one of"),
@@ -136,8 +136,6 @@ BAD_INPUTS = [
 def test_bad_input_is_one_line_exit_2(argv: list[str], message: str,
                                       capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    if "--tasks" in argv and "edge" in argv[argv.index("--tasks") + 1] and "edge" in TASKS:
-        pytest.skip("task 'edge' is registered now")
     code, out, err = run_cli(["params", *argv], capsys, monkeypatch)
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
@@ -147,25 +145,28 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], message: str,
     assert out == ""
 
 
-def test_dataset_infos_without_loaders() -> None:
+def test_dataset_infos_are_those_the_loaders_register() -> None:
     assert dataset_info("synthetic") is DATASETS.get("synthetic").info
-    assert dataset_info("pascal-context") == PASCAL_CONTEXT
+    assert dataset_info("pascal-context") is DATASETS.get("pascal-context").info is PASCAL_CONTEXT
     assert PASCAL_CONTEXT.num_classes == {"semseg": 21, "human_parts": 7}
-    assert dataset_info("nyud") == NYUD
+    assert dataset_info("nyud") is DATASETS.get("nyud").info is NYUD
     assert NYUD.num_classes == {"semseg": 40}
-    if "pascal-context" not in DATASETS:  # no placeholder registration for `pebench run`
-        assert "pascal-context" not in DATASETS.names()
-    assert "nyud" not in DATASETS.names() or DATASETS.get("nyud").info.name == "nyud"
     with pytest.raises(PebenchError, match="unknown dataset 'nyu'"):
         dataset_info("nyu")
 
 
-def test_unregistered_default_tasks_are_skipped_not_fatal() -> None:
+def test_unregistered_default_tasks_are_skipped_not_fatal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    TASKS.names()  # load the built-ins before copying the table
+    monkeypatch.setattr(TASKS, "_entries", {k: v for k, v in TASKS._entries.items()
+                                            if k != "edge"})
     setting = accounting.resolve_setting("swin-nano", "nyud", img_size=64)
-    assert setting.tasks == tuple(t for t in NYUD.default_tasks if t in TASKS)
-    assert setting.skipped_tasks == tuple(t for t in NYUD.default_tasks if t not in TASKS)
+    assert setting.tasks == ("semseg", "depth", "normals")
+    assert setting.skipped_tasks == ("edge",)
     (row,) = accounting.count_methods(setting, ["decoder-only"]).rows
     assert row.counts.trainable > 0
+    with pytest.raises(PebenchError, match="task 'edge' of dataset 'nyud' is not implemented"):
+        accounting.resolve_setting("swin-nano", "nyud", tasks=("edge",), img_size=64)
 
 
 def test_meta_counts_equal_cpu_counts() -> None:
@@ -255,5 +256,28 @@ def test_every_method_on_swin_t_in_process(capsys: pytest.CaptureFixture[str],
     for row in rows:
         cls = METHODS.get(row["method"])
         assert 0 < row["trainable"] <= row["total"]
-        expected = published.get(cls.published_name) if cls.published_name else None
+        row_name = cls.published_row(cls.Config())
+        expected = published.get(row_name) if row_name else None
         assert row["published"] == expected, row["method"]
+
+
+def test_a_method_with_two_published_rows_matches_each(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for rank, published in (("16", 4.95), ("64", 8.34), ("32", None)):
+        (row,) = params_json(["--methods", "mtlora", "--set", f"mtlora.rank={rank}"],
+                             capsys, monkeypatch)
+        assert row["published"] == published, rank
+
+
+def test_a_method_whose_optional_package_is_missing_is_left_out_and_named(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
+    code, out, err = run_cli(["params", "--format", "json", "--methods",
+                              f"{BASELINES},peft"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.strip() == "error: the 'peft' method needs the peft package: pip install peft"
+    code, out, err = run_cli(["params", "--format", "json", "--backbone", "swin-nano",
+                              "--dataset", "synthetic"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "peft" not in [row["method"] for row in json.loads(out)]
+    assert "not counted: peft: the 'peft' method needs the peft package" in err

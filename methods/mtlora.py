@@ -1,0 +1,325 @@
+"""MTLoRA (Agiza et al., CVPR 2024): task-agnostic LoRA in every block, task-specific LoRA in
+the last block of each stage, and per-task feature taps.
+
+What the method is, as established from the paper and its released code (scale-lab/MTLoRA,
+``models/lora.py``, ``models/swin_transformer_mtlora.py``, the ``tiny_448`` configs):
+
+* **TA-LoRA** (task-agnostic, one weight set) on ``attn.qkv``, ``attn.proj``, ``mlp.fc1`` and
+  ``mlp.fc2`` of every block (``targets``), rank r = ``rank`` (16 for "MTLoRA (r=16)").
+* **TS-LoRA** (task-specific, one weight set per task) on ``attn.proj``, ``mlp.fc1`` and
+  ``mlp.fc2`` of the *last* block of each stage (``task_targets``; the code keeps ``attn.qkv``
+  task-agnostic there), rank ``task_rank`` = 4 whatever r is.
+* Updates are scaled by a constant, not by alpha / r: 4.0 for both (``shared_scale``,
+  ``task_scale``); LoRA dropout 0.05 (``dropout``); A Kaiming-uniform, B zero, so the model
+  starts as the frozen one.
+* The **shared stream continues**: every block's task-agnostic output feeds the next block
+  and stage. The last block of a stage also emits one output per task, which only feeds that
+  task's tap. Inside that block (the code's default ``shared_mode='matrix'``) the attention is
+  computed once from the shared input; each task-specific linear then adds *its task's*
+  low-rank update of *the task's* input to the frozen projection of *the shared* input, and
+  the task-agnostic update of that linear does not enter the task output. Per task t:
+  ``a_t = x + W_proj·z + s_t·ΔP_t(z)``, ``h_t = W_1·n + s_t·ΔF1_t(norm2(a_t))``,
+  ``out_t = a_t + W_2·g + s_t·ΔF2_t(GELU(h_t))``, with z the attention context, n =
+  norm2(x_mid) and g = GELU(fc1(n)) of the shared stream.
+* **Taps**: the code keeps Swin's original layout (patch merging at the end of a stage) and
+  passes each task's stage output through the stage's patch merging, which is shared by all
+  tasks and trainable; the last stage's task outputs are taps as they are. That is exactly
+  pebench's tap layout: tap i is ``patch_mergings()[i]`` applied to the task's output of
+  stage i.
+* **Also trained** (``mark_only_lora_as_trainable`` with the configs' defaults): the patch
+  embedding (convolution and norm), every LayerNorm, the relative-position bias tables and
+  the patch-merging reductions (``train_patch_embed``, ``train_layer_norms``,
+  ``train_position_bias``, ``train_patch_merging``). With them the published setting holds
+  4,953,146 trainable parameters at r = 16 (published 4.95M) and 8,344,634 at r = 64 (8.34M).
+
+Choices of ours, documented here because nothing in pebench's harness forces them: the
+dropout acts on the input of every low-rank update (the code skips it on the task inputs of
+fc1 and fc2), and stochastic depth stays off as in every pebench method (the code uses 0.2).
+
+Execution. The shared stream runs once on the B images (not T times). Its last block of each
+stage keeps what the task branch needs: the attention context z in image layout, the
+projection's task-agnostic update of it, the MLP input and the frozen fc1 and fc2 outputs.
+Every operation of the task branch is token-wise, so it runs afterwards, per task
+(``execution=loop``) or as one task-batched pass over T·B copies (``batched``), with the
+same result. To see z in image layout the block's attention projection is moved from inside
+the window attention (where tokens are grouped in shifted windows) to the branch output
+after window merging; the projection is token-wise, so the move changes nothing but the
+order in which rows are computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from methods.lora_layers import LowRankUpdate
+from pebench.backbones import BRANCH_LINEARS, BlockSite
+from pebench.method import Execution, Method, TaskFeatures, register_method
+from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
+from pebench.task_context import split_task_major
+
+TASK_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")
+
+
+@dataclass
+class MTLoRAConfig:
+    rank: int = 16
+    task_rank: int = 4
+    shared_scale: float = 4.0
+    task_scale: float = 4.0
+    dropout: float = 0.05
+    targets: tuple[str, ...] = BRANCH_LINEARS
+    task_targets: tuple[str, ...] = TASK_LINEARS
+    train_patch_embed: bool = True
+    train_layer_norms: bool = True
+    train_position_bias: bool = True
+    train_patch_merging: bool = True
+    execution: Execution = "batched"
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "task_rank"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(t not in BRANCH_LINEARS for t in self.targets):
+            raise ValueError(f"targets {','.join(self.targets)} must be among "
+                             f"{', '.join(BRANCH_LINEARS)}")
+        if not self.task_targets or any(t not in TASK_LINEARS for t in self.task_targets):
+            raise ValueError(f"task_targets {','.join(self.task_targets) or '(none)'} must be "
+                             f"one or more of {', '.join(TASK_LINEARS)} (the attention is "
+                             "computed once, so attn.qkv cannot be task-specific)")
+
+
+class AdaptedLinear(nn.Module):
+    """A frozen Linear plus its task-agnostic update (if targeted). In the last block of a
+    stage it also owns the task-specific update and keeps its frozen output of the shared
+    pass, which the task branch adds to the task's update."""
+
+    def __init__(self, base: nn.Linear, shared: LowRankUpdate | None,
+                 tasks: LowRankUpdate | None = None, keep: bool = False) -> None:
+        super().__init__()
+        self.base = base
+        self.shared = shared
+        self.tasks = tasks
+        self.keep = keep
+        self.frozen_output: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frozen = self.base(x)
+        if self.keep:
+            self.frozen_output = frozen
+        return frozen if self.shared is None else frozen + self.shared(x)
+
+    def task_update(self, x: torch.Tensor) -> torch.Tensor | float:
+        return 0.0 if self.tasks is None else self.tasks(x)
+
+
+class AttentionRecord:
+    """What the shared pass of a stage's last block leaves for its task branch on the
+    attention side: the context z (image layout) and the projection's task-agnostic update
+    of it, as computed in that pass (so that a dropout mask is not drawn twice)."""
+
+    def __init__(self) -> None:
+        self.context: torch.Tensor | None = None
+        self.update: torch.Tensor | None = None
+
+
+class ContextProjection(nn.Module):
+    """The attention output projection of a stage's last block, moved after window merging
+    (``attn.proj`` becomes the identity) so that it sees the context z in image layout;
+    returns the shared branch output and records z and its task-agnostic update."""
+
+    def __init__(self, base: nn.Linear, shared: LowRankUpdate | None,
+                 record: AttentionRecord) -> None:
+        super().__init__()
+        self.base = base
+        self.shared = shared
+        self.record = record
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.record.context = z
+        out = self.base(z)
+        if self.shared is None:
+            return out
+        self.record.update = self.shared(z)
+        return out + self.record.update
+
+
+class TaskBranchMlp(nn.Module):
+    """The MLP sub-layer of a stage's last block (its ``norm2`` moved inside, so that it sees
+    the pre-norm input x_mid) and the task-specific branch of that block (module doc).
+
+    ``forward`` is the shared stream's MLP; ``task_output`` runs the branch for the tasks of
+    the active TaskContext from what the shared pass kept, on ``copies`` task-major copies
+    of it (1 in the per-task loop, T in the task-batched pass).
+    """
+
+    def __init__(self, stage: int, norm: nn.Module, mlp: nn.Module, record: AttentionRecord,
+                 proj_tasks: LowRankUpdate | None) -> None:
+        super().__init__()
+        self.stage = stage
+        self.norm = norm
+        self.mlp = mlp
+        self.record = record
+        self.proj_tasks = proj_tasks
+        self.mlp_input: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.mlp_input = x
+        return self.mlp(self.norm(x))
+
+    def task_output(self, copies: int) -> torch.Tensor:
+        """Each task's output of this block, (copies·B, H, W, C)."""
+        record, fc1, fc2 = self.record, self.mlp.fc1, self.mlp.fc2
+        if record.context is None or self.mlp_input is None:
+            raise RuntimeError("the task branch ran before the shared pass; MTLoRA.encode "
+                               "runs the encoder first")
+        image = record.context.shape[:-1]
+
+        def kept(x: torch.Tensor) -> torch.Tensor:
+            x = x.reshape(*image, x.shape[-1])
+            return x if copies == 1 else x.repeat(copies, 1, 1, 1)
+
+        # x_mid holds the projection's task-agnostic update; a task's stream holds its own.
+        task_attention = kept(self.mlp_input)
+        if record.update is not None:
+            task_attention = task_attention - kept(record.update)
+        if self.proj_tasks is not None:
+            task_attention = task_attention + self.proj_tasks(kept(record.context))
+        hidden = kept(fc1.frozen_output) + fc1.task_update(self.norm(task_attention))
+        return task_attention + kept(fc2.frozen_output) + fc2.task_update(self.mlp.act(hidden))
+
+    def release(self) -> None:
+        """Drop what the shared pass kept (activations, and with them their graph)."""
+        self.mlp_input = self.record.context = self.record.update = None
+        self.mlp.fc1.frozen_output = self.mlp.fc2.frozen_output = None
+
+
+@register_method
+class MTLoRA(Method):
+    """Task-agnostic and task-specific LoRA with per-task taps (module doc)."""
+
+    name = "mtlora"
+    description = ("task-agnostic LoRA in every block, task-specific LoRA in each stage's last "
+                   "block, per-task taps (MTLoRA)")
+    published_name = "MTLoRA (r=16)"
+    Config: ClassVar[type] = MTLoRAConfig
+    task_specific_encoder = True
+    # The published table has a row for each of these ranks, all else at the defaults.
+    PUBLISHED_RANKS: ClassVar[dict[int, str]] = {16: "MTLoRA (r=16)", 64: "MTLoRA (r=64)"}
+
+    @classmethod
+    def published_row(cls, config: MTLoRAConfig) -> str | None:
+        if dataclasses.replace(config, rank=cls.Config().rank) != cls.Config():
+            return None
+        return cls.PUBLISHED_RANKS.get(config.rank)
+
+    def attach(self, encoder: nn.Module) -> nn.Module:
+        config = self.config
+        paths = {module: name for name, module in encoder.model.named_modules()}
+        sites = list(encoder.blocks())
+        last = {site.stage: site for site in sites}
+        for site in sites:
+            if last[site.stage] is site:
+                self._attach_task_branch(encoder, site, paths[site.block])
+            else:
+                for target in config.targets:
+                    site.replace_linear(target, lambda base: AdaptedLinear(
+                        base, self._update(encoder, base, shared=True)))
+        self._unfreeze_extras(encoder)
+        return encoder
+
+    def _update(self, encoder: nn.Module, base: nn.Linear, shared: bool) -> LowRankUpdate:
+        config = self.config
+        if shared:
+            return LowRankUpdate(encoder.task_context, base.in_features, base.out_features, 1,
+                                 config.rank, config.shared_scale, config.dropout,
+                                 ENCODER_SHARED)
+        return LowRankUpdate(encoder.task_context, base.in_features, base.out_features,
+                             len(self.tasks), config.task_rank, config.task_scale,
+                             config.dropout, ENCODER_TASK_SPECIFIC)
+
+    def _attach_task_branch(self, encoder: nn.Module, site: BlockSite, path: str) -> None:
+        config = self.config
+
+        def adapted(base: nn.Linear, target: str) -> AdaptedLinear:
+            shared = self._update(encoder, base, True) if target in config.targets else None
+            tasks = (self._update(encoder, base, False)
+                     if target in config.task_targets else None)
+            return AdaptedLinear(base, shared, tasks, keep=target != "attn.qkv")
+
+        if "attn.qkv" in config.targets:
+            site.replace_linear("attn.qkv", lambda base: adapted(base, "attn.qkv"))
+        for target in ("mlp.fc1", "mlp.fc2"):
+            site.replace_linear(target, lambda base, t=target: adapted(base, t))
+        proj = site.linear("attn.proj")
+        site.replace_linear("attn.proj", lambda base: nn.Identity())
+        record = AttentionRecord()
+        site.add_after_attention(ContextProjection(
+            proj, self._update(encoder, proj, True) if "attn.proj" in config.targets else None,
+            record))
+        proj_tasks = (self._update(encoder, proj, False)
+                      if "attn.proj" in config.task_targets else None)
+        norm = encoder.model.get_submodule(f"{path}.norm2")
+        encoder.replace_module(f"{path}.norm2", lambda current: nn.Identity())
+        encoder.replace_module(f"{path}.mlp", lambda mlp: TaskBranchMlp(
+            site.stage, norm, mlp, record, proj_tasks))
+
+    def _unfreeze_extras(self, encoder: nn.Module) -> None:
+        """What MTLoRA trains besides the low-rank updates, all shared by the tasks."""
+        config = self.config
+        model = encoder.model
+        if config.train_patch_embed:
+            model.patch_embed.requires_grad_(True)
+        if config.train_layer_norms:
+            for module in model.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.requires_grad_(True)
+        if config.train_position_bias:
+            for name, param in model.named_parameters():
+                if name.endswith("relative_position_bias_table"):
+                    param.requires_grad_(True)
+        if config.train_patch_merging:
+            for merging in encoder.patch_mergings():
+                merging.requires_grad_(True)
+
+    def encode(self, encoder: nn.Module, images: torch.Tensor) -> TaskFeatures:
+        """The shared stream once, then the task branch of each stage's last block per task
+        (loop) or for all tasks at once (batched), each through the stage's patch merging."""
+        encoder(images)
+        branches = sorted((m for m in encoder.modules() if isinstance(m, TaskBranchMlp)),
+                          key=lambda branch: branch.stage)
+        mergings = encoder.patch_mergings()
+        context = encoder.task_context
+        num_tasks = len(self.tasks)
+        try:
+            if self.execution == "loop":
+                features = {}
+                for index, task in enumerate(self.tasks):
+                    with context.single(index):
+                        features[task] = _taps(branches, mergings, 1)
+                return features
+            with context.batched(num_tasks):
+                stacked = _taps(branches, mergings, num_tasks)
+            per_tap = [split_task_major(tap, num_tasks) for tap in stacked]
+            return {task: [chunks[i] for chunks in per_tap] for i, task in enumerate(self.tasks)}
+        finally:
+            for branch in branches:
+                branch.release()
+
+
+def _taps(branches: list[TaskBranchMlp], mergings: list[nn.Module],
+          copies: int) -> list[torch.Tensor]:
+    """Taps (NCHW) from each stage's task output, through the stage's patch merging."""
+    taps = []
+    for branch in branches:
+        out = branch.task_output(copies)
+        if branch.stage < len(mergings):
+            out = mergings[branch.stage](out)
+        taps.append(out.permute(0, 3, 1, 2))
+    return taps

@@ -11,4 +11,4 @@ for method in $methods; do
     TIMEFORMAT="$method: %R s wall"
     time pebench run --method "$method" --out "$out" --quiet "$@"
 done
-pebench compare "$out"
+pebench compare --results "$out"

@@ -33,7 +33,7 @@ Choices where the paper fixes no value for a Swin (documented hyperparameters):
 * ``phm_dim`` n = 4 for all three. The authors' released configurations use n = 4 for
   Compacter and Compacter++ and n = 12 for PHM-Adapter; 12 does not divide the widths of
   swin-nano (32·2^s), the default backbone, so PHM-Adapter defaults to 4 as well.
-  ``--set phm_dim=12`` gives the released PHM-Adapter on Swin-T/S/B.
+  ``--set phm_dim=12`` gives the released PHM-Adapter on Swin-T/S (not Swin-B: 128 / 8 = 16).
 * ``reduction`` = 8 (bottleneck d/8 in every stage). The released configurations use a
   reduction factor of 32 on T5-base (bottleneck 24); on Swin-T that is a bottleneck of 3 in
   the first stage (1 on swin-nano), which n = 4 cannot divide. 8 is the largest reduction for

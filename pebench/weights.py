@@ -8,6 +8,7 @@ buffers and resizes relative-position tables when the window size differs.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,7 +50,11 @@ def load_backbone_weights(encoder: SwinEncoder, path: Path) -> None:
     state = read_checkpoint(path)
     model = encoder.model
     try:
-        state = checkpoint_filter_fn(state, model)
+        with warnings.catch_warnings():
+            # timm's relative-position-table resizing trips torch deprecation warnings that
+            # say nothing about the user's checkpoint and would bury pebench's own output.
+            warnings.simplefilter("ignore", UserWarning)
+            state = checkpoint_filter_fn(state, model)
     except (AttributeError, RuntimeError, ValueError, KeyError) as exc:
         raise _mismatch(path, encoder, f"conversion failed ({_first_line(exc)})") from exc
     state = {k: v for k, v in state.items() if not k.startswith(_UNUSED_PREFIXES)}

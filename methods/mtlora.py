@@ -32,6 +32,12 @@ What the method is, as established from the paper and its released code (scale-l
   ``train_position_bias``, ``train_patch_merging``). With them the published setting holds
   4,953,146 trainable parameters at r = 16 (published 4.95M) and 8,344,634 at r = 64 (8.34M).
 
+Two consequences of this design, kept because they are the method's: the task-agnostic
+update of the very last block's fc2 never gets a gradient (it only changes the shared
+stream's final output, and every last-stage tap is a task's own output; the published count
+includes it), and a task's fc1 update learns only once its fc2 update is non-zero (the task
+stream's fc1 output reaches the tap through fc2's task update alone).
+
 Choices of ours, documented here because nothing in pebench's harness forces them: the
 dropout acts on the input of every low-rank update (the code skips it on the task inputs of
 fc1 and fc2), and stochastic depth stays off as in every pebench method (the code uses 0.2).

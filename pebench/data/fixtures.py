@@ -229,7 +229,11 @@ def write_pascal_context(root: Path, seed: int = 0) -> Fixture:
         (root / "pascal-context" / "trainval").mkdir(parents=True, exist_ok=True)
         scipy.io.savemat(str(root / "pascal-context" / "trainval" / f"{image_id}.mat"),
                          {"LabelMap": label_map})
-        rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        # Distilled normals are unit vectors facing the camera, stored as (n + 1) · 127.5.
+        facing = rng.normal(size=(*shape, 3))
+        facing[..., 2] = np.abs(facing[..., 2])
+        facing /= np.linalg.norm(facing, axis=-1, keepdims=True)
+        rgb = np.round((facing + 1.0) * 127.5).astype(np.uint8)
         _save_png(root / "normals_distill" / f"{image_id}.png", rgb)
         normals = (2.0 * rgb.astype(np.float64) / 255.0 - 1.0).astype(np.float32)
         normals[~np.isin(label_map, valid)] = 0.0

@@ -64,9 +64,14 @@ from torch import nn
 
 from methods.lora_layers import LowRankUpdate
 from pebench.backbones import BRANCH_LINEARS, BlockSite
-from pebench.method import Execution, Method, TaskFeatures, register_method
+from pebench.method import (
+    Execution,
+    Method,
+    TaskFeatures,
+    register_method,
+    split_task_features,
+)
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
-from pebench.task_context import split_task_major
 
 TASK_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")
 
@@ -230,6 +235,9 @@ class MTLoRA(Method):
         paths = {module: name for name, module in encoder.model.named_modules()}
         sites = list(encoder.blocks())
         last = {site.stage: site for site in sites}
+        # Each stage's task branch, in stage order. A plain list: the branches belong to the
+        # encoder and must not register twice.
+        self._branches: list[TaskBranchMlp] = []
         for site in sites:
             if last[site.stage] is site:
                 self._attach_task_branch(encoder, site, paths[site.block])
@@ -273,8 +281,8 @@ class MTLoRA(Method):
                       if "attn.proj" in config.task_targets else None)
         norm = encoder.model.get_submodule(f"{path}.norm2")
         encoder.replace_module(f"{path}.norm2", lambda current: nn.Identity())
-        encoder.replace_module(f"{path}.mlp", lambda mlp: TaskBranchMlp(
-            site.stage, norm, mlp, record, proj_tasks))
+        self._branches.append(encoder.replace_module(f"{path}.mlp", lambda mlp: TaskBranchMlp(
+            site.stage, norm, mlp, record, proj_tasks)))
 
     def _unfreeze_extras(self, encoder: nn.Module) -> None:
         """What MTLoRA trains besides the low-rank updates, all shared by the tasks."""
@@ -298,8 +306,7 @@ class MTLoRA(Method):
         """The shared stream once, then the task branch of each stage's last block per task
         (loop) or for all tasks at once (batched), each through the stage's patch merging."""
         encoder(images)
-        branches = sorted((m for m in encoder.modules() if isinstance(m, TaskBranchMlp)),
-                          key=lambda branch: branch.stage)
+        branches = self._branches
         mergings = encoder.patch_mergings()
         context = encoder.task_context
         num_tasks = len(self.tasks)
@@ -312,8 +319,7 @@ class MTLoRA(Method):
                 return features
             with context.batched(num_tasks):
                 stacked = _taps(branches, mergings, num_tasks)
-            per_tap = [split_task_major(tap, num_tasks) for tap in stacked]
-            return {task: [chunks[i] for chunks in per_tap] for i, task in enumerate(self.tasks)}
+            return split_task_features(stacked, self.tasks)
         finally:
             for branch in branches:
                 branch.release()

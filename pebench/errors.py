@@ -15,6 +15,13 @@ class MissingDependency(PebenchError):
     install it); commands that go over every method skip that one and say so."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), for errors
+    that quote a library's reason in one line."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str], hint: str = "") -> PebenchError:
     """Build the error for a name that is not registered, with a 'did you mean' suggestion."""
     valid = sorted(valid)

@@ -95,8 +95,13 @@ class Method(nn.Module):
         num_tasks = len(self.tasks)
         with context.batched(num_tasks):
             taps = encoder(images.repeat(num_tasks, 1, 1, 1))
-        per_tap = [split_task_major(tap, num_tasks) for tap in taps]
-        return {task: [chunks[i] for chunks in per_tap] for i, task in enumerate(self.tasks)}
+        return split_task_features(taps, self.tasks)
+
+
+def split_task_features(taps: list[torch.Tensor], tasks: tuple[str, ...]) -> TaskFeatures:
+    """The taps of a task-batched pass (each stacked task-major) as each task's own taps."""
+    per_tap = [split_task_major(tap, len(tasks)) for tap in taps]
+    return {task: [chunks[i] for chunks in per_tap] for i, task in enumerate(tasks)}
 
 
 @dataclass

@@ -14,7 +14,7 @@ the batch is, so a token-wise module can always reshape its input to (T, -1, C).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -69,31 +69,30 @@ class TaskContext:
     def add(self, x: torch.Tensor, vectors: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
         """Add per-task vectors (T, C) along ``channel_dim`` of ``x``; T = 1 is shared, as in
         :meth:`linear`."""
-        return x + self._per_task_view(x, vectors, channel_dim)
+        return self._per_task(torch.add, x, vectors, channel_dim)
 
     def mul(self, x: torch.Tensor, vectors: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
         """Scale ``x`` by per-task vectors (T, C) along ``channel_dim``."""
-        return x * self._per_task_view(x, vectors, channel_dim)
+        return self._per_task(torch.mul, x, vectors, channel_dim)
 
-    def _per_task_view(self, x: torch.Tensor, vectors: torch.Tensor,
-                       channel_dim: int) -> torch.Tensor:
-        """``vectors`` viewed so that it broadcasts against ``x``: the task's (or the shared)
-        vector along ``channel_dim``, or in a task-batched pass one vector per task-major
-        group of the leading dimension."""
+    def _per_task(self, op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  x: torch.Tensor, vectors: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        """``op(x, v)`` with v the task's (or the shared) vector along ``channel_dim``. In a
+        task-batched pass ``x`` is viewed as (T, B, ...) so that each task-major group meets
+        its own vector by broadcasting, without copying the vectors once per row."""
         channel_dim = channel_dim % x.dim()
         trailing = [1] * (x.dim() - channel_dim - 1)
         if vectors.shape[0] == 1:
-            return vectors[0].view(-1, *trailing)
+            return op(x, vectors[0].view(-1, *trailing))
         index = self._task_index()
         if index is not None:
-            return vectors[index].view(-1, *trailing)
-        groups = self._groups(vectors.shape[0])
+            return op(x, vectors[index].view(-1, *trailing))
         if channel_dim == 0:
             raise ValueError("per-task vectors cannot run along the task-major batch dimension")
-        # Group g covers rows [g·B, (g+1)·B) of the leading dimension: repeat each task's
-        # vector B times so that one broadcast covers the whole task-major stack.
-        per_row = vectors.repeat_interleave(x.shape[0] // groups, dim=0)
-        return per_row.view(x.shape[0], *([1] * (channel_dim - 1)), vectors.shape[1], *trailing)
+        groups = self._groups(vectors.shape[0])
+        grouped = x.reshape(groups, -1, *x.shape[1:])
+        shape = (groups, 1, *([1] * (channel_dim - 1)), vectors.shape[1], *trailing)
+        return op(grouped, vectors.view(shape)).reshape(x.shape)
 
     def _task_index(self) -> int | None:
         """The active task in the loop execution, None in a task-batched pass."""

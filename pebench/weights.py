@@ -16,7 +16,7 @@ from safetensors.torch import load_file as load_safetensors
 from timm.models.swin_transformer import checkpoint_filter_fn
 
 from pebench.backbones import SwinEncoder
-from pebench.errors import PebenchError
+from pebench.errors import PebenchError, first_line
 
 # Keys a classification checkpoint carries that feed none of the dense feature taps.
 _UNUSED_PREFIXES = ("head.", "norm.")
@@ -34,7 +34,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PebenchError(f"could not read weights file '{path}': {_first_line(exc)}. "
+        raise PebenchError(f"could not read weights file '{path}': {first_line(exc)}. "
                            "Is it a complete torch or safetensors checkpoint?") from exc
     for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -56,7 +56,7 @@ def load_backbone_weights(encoder: SwinEncoder, path: Path) -> None:
             warnings.simplefilter("ignore", UserWarning)
             state = checkpoint_filter_fn(state, model)
     except (AttributeError, RuntimeError, ValueError, KeyError) as exc:
-        raise _mismatch(path, encoder, f"conversion failed ({_first_line(exc)})") from exc
+        raise _mismatch(path, encoder, f"conversion failed ({first_line(exc)})") from exc
     state = {k: v for k, v in state.items() if not k.startswith(_UNUSED_PREFIXES)}
     expected = model.state_dict()
     expected = {k: v for k, v in expected.items() if not _is_buffer_rebuilt_by_timm(k)}
@@ -85,8 +85,3 @@ def _is_buffer_rebuilt_by_timm(key: str) -> bool:
 def _mismatch(path: Path, encoder: SwinEncoder, detail: str) -> PebenchError:
     return PebenchError(f"weights file '{path}' does not match backbone '{encoder.spec.name}': "
                         f"{detail}. Check that the checkpoint is for {encoder.spec.name}.")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -53,7 +53,8 @@ def trainable(model: MultiTaskModel) -> list[torch.nn.Parameter]:
 
 def assert_loop_and_batched_agree(model: MultiTaskModel, tasks: dict[str, int]) -> None:
     """Outputs and gradients of the per-task loop and the task-batched pass agree (float64,
-    after one step so that nothing is still at its initial value)."""
+    after one step so that nothing is still at its initial value), and the tasks' features
+    differ."""
     model = model.double()
     optimizer = torch.optim.AdamW(trainable(model), lr=1e-2)
     train_step(model, torch.randn(2, 3, 64, 64, dtype=torch.float64), optimizer)
@@ -73,3 +74,10 @@ def assert_loop_and_batched_agree(model: MultiTaskModel, tasks: dict[str, int]) 
     assert loop_grads.keys() == batched_grads.keys() and len(loop_grads) > 0
     for name, grad in loop_grads.items():
         torch.testing.assert_close(grad, batched_grads[name], rtol=1e-7, atol=1e-10)
+    # A check that could pass with every task on the same encoder would prove nothing: after
+    # the step, each task's own parameters must give it its own features.
+    with torch.no_grad():
+        features = model.method.encode(model.encoder, images)
+    first, *others = tasks
+    for task in others:
+        assert not torch.allclose(features[first][0], features[task][0]), task

@@ -163,13 +163,7 @@ def test_what_each_method_trains() -> None:
 
 @pytest.mark.parametrize("method", PER_TASK)
 def test_loop_and_task_batched_passes_agree(method: str) -> None:
-    model = build(method)
-    assert_loop_and_batched_agree(model, NANO)
-    with torch.no_grad():
-        features = model.method.encode(model.encoder, torch.randn(2, 3, 64, 64,
-                                                                  dtype=torch.float64))
-    assert not torch.allclose(features["semseg"][0], features["normals"][0]), (
-        "after a step, each task's own parameters must give it different features")
+    assert_loop_and_batched_agree(build(method), NANO)
 
 
 def test_adapter_widths_are_checked_before_training() -> None:

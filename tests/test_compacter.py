@@ -174,12 +174,6 @@ def test_only_the_method_trains_and_the_backbone_stays_bit_identical(method: str
 def test_loop_and_task_batched_passes_agree(method: str) -> None:
     model = build(method)
     assert_loop_and_batched_agree(model, NANO)
-    with torch.no_grad():
-        model.prepare()
-        features = model.method.encode(model.encoder, torch.randn(2, 3, 64, 64,
-                                                                  dtype=torch.float64))
-    assert not torch.allclose(features["semseg"][0], features["normals"][0]), (
-        "after a step, each task's own parameters must give it different features")
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -88,9 +88,6 @@ def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: 
 def test_loop_and_task_batched_passes_agree(method: str) -> None:
     model = build(method)
     assert_loop_and_batched_agree(model, NANO)
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 64, 64, dtype=torch.float64))
-    assert not torch.allclose(out["semseg"][:, :1], out["human_parts"][:, :1])
 
 
 def test_weights_are_generated_once_per_step_and_once_per_evaluation(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from method_testing import assert_loop_and_batched_agree, train_step
 from torch import nn
 
 from pebench.backbones import BACKBONES, SwinEncoder
@@ -47,11 +48,7 @@ def test_baseline_groups_on_swin_t() -> None:
 def _train_steps(model: MultiTaskModel, steps: int = 2) -> None:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(steps):
-        model.prepare()
-        loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, torch.randn(2, 3, 64, 64), optimizer)
 
 
 def test_decoder_only_leaves_the_encoder_bit_identical() -> None:
@@ -120,23 +117,7 @@ class PerTaskMethod(Method):
 
 def test_loop_and_task_batched_executions_agree() -> None:
     model = build("", method_cls=PerTaskMethod)
-    images = torch.randn(2, 3, 64, 64)
-    results = {}
-    for execution in ("loop", "batched"):
-        model.zero_grad()
-        model.method.config.execution = execution
-        out = model(images)
-        sum(o.square().mean() for o in out.values()).backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        results[execution] = (out, grads)
-    (loop_out, loop_grads), (batched_out, batched_grads) = results["loop"], results["batched"]
-    for task in NANO_OUTPUTS:
-        torch.testing.assert_close(loop_out[task], batched_out[task], rtol=1e-4, atol=1e-5)
-    assert loop_grads.keys() == batched_grads.keys()
-    for name, grad in loop_grads.items():
-        torch.testing.assert_close(grad, batched_grads[name], rtol=1e-3, atol=1e-5)
-    # Tasks really see different encoders.
-    assert not torch.allclose(loop_out["semseg"][:, :1], loop_out["saliency"])
+    assert_loop_and_batched_agree(model, NANO_OUTPUTS)
     counts = count_parameters(model)
     assert counts.encoder_task_specific == sum(
         4 * 2 * (s.dim * s.dim + s.dim) for s in model.encoder.blocks())

@@ -149,10 +149,6 @@ def test_only_prompts_and_decoders_train_and_the_backbone_stays_bit_identical(
 def test_loop_and_task_batched_passes_agree(method: str) -> None:
     model = build(method)
     assert_loop_and_batched_agree(model, NANO)
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 64, 64, dtype=torch.float64))
-    # Each task's prompts give that task its own features.
-    assert not torch.allclose(out["semseg"][:, :1], out["human_parts"][:, :1])
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

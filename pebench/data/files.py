@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from pebench.errors import PebenchError
+from pebench.errors import PebenchError, first_line
 
 ProblemKind = Literal["missing", "unreadable", "size", "content"]
 
@@ -56,7 +56,7 @@ def read_split(path: Path, hint: str) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"split file '{path}' is unreadable ({_reason(exc)}).",
+        raise DataFileError(f"split file '{path}' is unreadable ({first_line(exc)}).",
                             "unreadable", path) from exc
     ids = [line.strip() for line in lines if line.strip()]
     if not ids:
@@ -74,7 +74,7 @@ def read_image(path: Path) -> np.ndarray:
             image.load()  # PIL decodes lazily; a truncated file only fails here
             return np.asarray(image.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFileError(f"image '{path}' is unreadable ({_reason(exc)}); re-extract it "
+        raise DataFileError(f"image '{path}' is unreadable ({first_line(exc)}); re-extract it "
                             "from the dataset archive.", "unreadable", path) from exc
 
 
@@ -99,7 +99,7 @@ def read_png(path: Path, what: str, mode: Literal["index", "gray", "rgb"]) -> np
                 return np.asarray(image)
             return np.asarray(image.convert("L" if mode == "gray" else "RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFileError(f"{what} '{path}' is unreadable ({_reason(exc)}).",
+        raise DataFileError(f"{what} '{path}' is unreadable ({first_line(exc)}).",
                             "unreadable", path) from exc
 
 
@@ -111,7 +111,7 @@ def read_mat(path: Path, what: str, variable: str) -> np.ndarray:
     try:
         content = scipy.io.loadmat(str(path))
     except Exception as exc:  # scipy raises many types (ValueError, MatReadError, TypeError)
-        raise DataFileError(f"{what} '{path}' is not a readable .mat file ({_reason(exc)}).",
+        raise DataFileError(f"{what} '{path}' is not a readable .mat file ({first_line(exc)}).",
                             "unreadable", path) from exc
     if variable not in content:
         found = ", ".join(k for k in content if not k.startswith("__")) or "nothing"
@@ -126,7 +126,7 @@ def read_npy(path: Path, what: str) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataFileError(f"{what} '{path}' is not a readable .npy file ({_reason(exc)}).",
+        raise DataFileError(f"{what} '{path}' is not a readable .npy file ({first_line(exc)}).",
                             "unreadable", path) from exc
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
         raise DataFileError(f"{what} '{path}' does not hold a numeric array.", "content", path)
@@ -141,8 +141,3 @@ def check_size(path: Path, what: str, array: np.ndarray,
             f"{what} '{path}' is {array.shape[0]}×{array.shape[1]} but its image is "
             f"{shape[0]}×{shape[1]} (height×width); labels must have their image's size.",
             "size", path)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

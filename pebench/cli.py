@@ -6,14 +6,24 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pebench.config import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, RunConfig
+from pebench.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHECKPOINT_MINUTES,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    RunConfig,
+)
 from pebench.errors import PebenchError
+from pebench.interrupt import RunInterrupted, signal_exit_code
+
+if TYPE_CHECKING:
+    from pebench.results import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Parameter-efficient multi-task dense prediction benchmark.")
@@ -30,7 +40,9 @@ class Listing(str, Enum):
 
 @app.command("run")
 def run_command(
-    method: Annotated[str, typer.Option(help="registered method, see 'pebench list methods'")],
+    ctx: typer.Context,
+    method: Annotated[str | None, typer.Option(
+        help="registered method, see 'pebench list methods'")] = None,
     tasks: Annotated[str | None, typer.Option(
         help="comma-separated tasks (default: the dataset's default tasks)")] = None,
     dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
@@ -43,6 +55,8 @@ def run_command(
         help=f"training steps (default {DEFAULT_STEPS})")] = None,
     epochs: Annotated[int | None, typer.Option(help="training epochs instead of steps")] = None,
     batch_size: Annotated[int, typer.Option(help="images per step")] = DEFAULT_BATCH_SIZE,
+    eval_batch_size: Annotated[int | None, typer.Option(
+        help="images per evaluation batch (default: --batch-size)")] = None,
     lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = DEFAULT_LR,
     seed: Annotated[int, typer.Option(help="seed of initialisation and data order")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
@@ -50,26 +64,78 @@ def run_command(
     eval_every: Annotated[int, typer.Option(help="also evaluate every N steps (0: end only)")] = 0,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="method hyperparameter key=value (repeatable)")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="save the resumable state every N steps (0: only by time)")] = 0,
+    checkpoint_minutes: Annotated[float, typer.Option(
+        help="save the resumable state every M minutes of training (0: only by steps)")]
+        = DEFAULT_CHECKPOINT_MINUTES,
+    resume: Annotated[str | None, typer.Option(
+        help="continue an interrupted run: its run id (in --out) or its .state.pt file")]
+        = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Train and evaluate one method; writes a run record (JSON) and a checkpoint."""
-    from pebench.api import run
-    from pebench.config import parse_overrides
+    """Train and evaluate one method; writes a run record (JSON) and a checkpoint.
 
-    config = RunConfig(
-        method=method, tasks=_split(tasks), dataset=dataset, data_root=data_root,
-        backbone=backbone, weights=weights, img_size=img_size, steps=steps, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, device=device, out=out, eval_every=eval_every,
-        method_overrides=parse_overrides(set_ or []),
-    )
-    record = run(config, show_progress=not quiet)
+    Ctrl-C or SIGTERM saves the training state and ends the run as interrupted, with the
+    command that resumes it."""
+    from pebench.config import parse_overrides
+    from pebench.interrupt import StopRequest, stop_on_signals
+
+    overrides = parse_overrides(set_ or [])
+    with stop_on_signals(StopRequest()) as stop:
+        if resume is not None:
+            from pebench.api import locate_run
+            from pebench.api import resume as resume_run
+
+            given = _given_settings(ctx, overrides)
+            record = resume_run(resume, out, given, show_progress=not quiet, stop=stop)
+            out = locate_run(resume, out).out
+        else:
+            if method is None:
+                raise PebenchError("give --method M (see 'pebench list methods'), or --resume "
+                                   "RUN to continue an interrupted run.")
+            from pebench.api import run
+
+            config = RunConfig(
+                method=method, tasks=_split(tasks), dataset=dataset, data_root=data_root,
+                backbone=backbone, weights=weights, img_size=img_size, steps=steps,
+                epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
+                seed=seed, device=device, out=out,
+                eval_every=eval_every, method_overrides=overrides,
+                checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
+            record = run(config, show_progress=not quiet, stop=stop)
+    _print_run(record, out)
+
+
+# `pebench run` options that are RunConfig fields of the same name; given with --resume, each
+# must repeat the interrupted run's setting (the device and the checkpoint cadence may change).
+_RUN_FIELDS = ("method", "tasks", "dataset", "data_root", "backbone", "weights", "img_size",
+               "steps", "epochs", "batch_size", "eval_batch_size", "lr", "seed", "device",
+               "eval_every", "checkpoint_every", "checkpoint_minutes")
+
+
+def _given_settings(ctx: typer.Context, overrides: dict[str, str]) -> dict[str, object]:
+    """The options given on the command line (not left at their defaults), as RunConfig
+    fields, for ``--resume`` to compare with the run's own."""
+    given: dict[str, object] = {}
+    for name in _RUN_FIELDS:
+        source = ctx.get_parameter_source(name)  # typer's own click: compare by name
+        if source is not None and source.name == "COMMANDLINE":
+            value = ctx.params[name]
+            given[name] = _split(value) if name == "tasks" else value
+    if overrides:
+        given["method_overrides"] = overrides
+    return given
+
+
+def _print_run(record: RunRecord, out: Path) -> None:
+    from pebench.task import get_task
+
     table = Table(title=f"{record.method} on {record.dataset} ({record.backbone}, "
                         f"{record.steps} steps, seed {record.seed})")
     table.add_column("task")
     table.add_column("primary metric")
     table.add_column("value", justify="right")
-    from pebench.task import get_task
-
     for name, value in record.primary.items():
         task = get_task(name)
         arrow = "↑" if task.higher_is_better else "↓"
@@ -330,8 +396,12 @@ def main() -> None:
         result = app(standalone_mode=False)
     except PebenchError as exc:
         _fail(str(exc), 2)
-    except typer.Abort:
-        _fail("interrupted; a started run is recorded as failed.", 130)
+    except RunInterrupted as exc:
+        _note(str(exc))
+        sys.exit(signal_exit_code(exc.reason))
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted before the state could be saved; a started run is recorded as "
+              "failed (or as interrupted, if an earlier state of it is kept).", 130)
     except typer.TyperException as exc:  # command-line usage errors (typer's click)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if not message:  # "no arguments, so here is the help": already printed

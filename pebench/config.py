@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,9 @@ from pebench.task import TASKS
 DEFAULT_STEPS = 300
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_LR = 1e-3
+DEFAULT_CHECKPOINT_MINUTES = 10.0
+MAX_SEED = 2**32 - 1  # numpy's seed range
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -41,6 +46,21 @@ class RunConfig:
     device: str = "auto"
     out: Path = Path("results/runs")
     method_overrides: dict[str, str] = field(default_factory=dict)
+    # When to save the resumable training state (besides interrupts): every N steps (0: not by
+    # steps) and every M minutes of training (0: not by time). Neither changes the results.
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES
+
+    @classmethod
+    def from_record(cls, config: dict[str, Any]) -> RunConfig:
+        """The config a run record stores (``RunRecord.config``), as a RunConfig again."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in config.items() if k in known}
+        values["tasks"] = tuple(values["tasks"]) if values.get("tasks") is not None else None
+        for key in ("data_root", "out"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
 
     def resolved(self) -> RunConfig:
         """Validate every field and fill the defaults that depend on the dataset; raises
@@ -53,6 +73,9 @@ class RunConfig:
         if self.backbone not in BACKBONES:
             raise unknown_name("backbone", self.backbone, BACKBONES.names())
         info = DATASETS.get(self.dataset).info
+        if self.tasks is not None and not self.tasks:
+            raise PebenchError("--tasks names no task; give a comma-separated list of: "
+                               f"{', '.join(info.tasks)} (or leave it out for the defaults).")
         tasks = self.tasks or info.default_tasks
         check_tasks(info, tasks)
         data_root = self.data_root
@@ -70,7 +93,7 @@ class RunConfig:
         if self.weights not in ("auto", "none") and not Path(self.weights).is_file():
             raise PebenchError(f"--weights '{self.weights}' is not a file. Give a local "
                                "checkpoint path, 'auto' or 'none'.")
-        img_size = self.img_size or info.default_img_size
+        img_size = info.default_img_size if self.img_size is None else self.img_size
         check_img_size(self.backbone, img_size)
         if self.steps is not None and self.epochs is not None:
             raise PebenchError("give either --steps or --epochs, not both.")
@@ -79,12 +102,20 @@ class RunConfig:
         _at_least("--batch-size", self.batch_size, 1)
         _at_least("--eval-batch-size", self.eval_batch_size, 1)
         _at_least("--eval-every", self.eval_every, 0)
-        if not self.lr > 0:
-            raise PebenchError(f"--lr must be positive, got {self.lr}.")
+        _at_least("--checkpoint-every", self.checkpoint_every, 0)
+        _at_least("--seed", self.seed, 0)
+        if self.seed > MAX_SEED:
+            raise PebenchError(f"--seed must be ≤ {MAX_SEED} (numpy's seed range), "
+                               f"got {self.seed}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise PebenchError(f"--lr must be a finite positive number, got {self.lr}.")
+        if not (self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes)):
+            raise PebenchError("--checkpoint-minutes must be a finite number ≥ 0, got "
+                               f"{self.checkpoint_minutes}.")
         if not 0 <= self.warmup_fraction < 1:
             raise PebenchError(
                 f"the warm-up fraction must be in [0, 1), got {self.warmup_fraction}.")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+        if not DEVICE_PATTERN.fullmatch(self.device):
             raise PebenchError(f"unknown --device '{self.device}'; valid: auto, cpu, cuda, cuda:N.")
         steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
         method_config(self.method, self.method_overrides)  # fails early on a bad --set
@@ -164,7 +195,12 @@ def _coerce(method: str, key: str, raw: str, kind: Any) -> Any:
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError("expected true or false")
             return lowered in ("true", "1", "yes")
-        if kind in (int, float, str):
+        if kind is float:
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
+            return value
+        if kind in (int, str):
             return kind(raw)
     except ValueError as exc:
         raise PebenchError(f"--set {key}={raw} for '{method}': {exc}.") from exc

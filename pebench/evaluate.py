@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from pebench.data.base import DatasetInfo
+from pebench.interrupt import StopRequest, StopRequested
 from pebench.model import MultiTaskModel
 from pebench.task import Task
 
@@ -16,8 +17,10 @@ Metrics = dict[str, dict[str, float]]
 
 @torch.no_grad()
 def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
-             tasks: dict[str, Task], info: DatasetInfo, device: torch.device) -> Metrics:
-    """Every meter value of every task over the whole split.
+             tasks: dict[str, Task], info: DatasetInfo, device: torch.device,
+             stop: StopRequest | None = None) -> Metrics:
+    """Every meter value of every task over the whole split; a stop request ends it between
+    two batches (StopRequested).
 
     Hypernetwork weights are generated once (``prepare``) and reused for every batch. Outputs
     are resized to the label size when a dataset evaluates at its original resolution.
@@ -27,6 +30,9 @@ def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
     model.eval()
     model.prepare()
     for batch in batches:
+        if stop is not None and stop.requested:
+            model.train(was_training)
+            raise StopRequested
         outputs = model(batch["image"].to(device))
         for name, task in tasks.items():
             target = batch[name].to(device)

@@ -15,13 +15,15 @@ from rich.progress import (
 
 
 class TrainingProgress:
-    def __init__(self, label: str, total_steps: int, enabled: bool = True) -> None:
+    def __init__(self, label: str, total_steps: int, enabled: bool = True,
+                 start_step: int = 0) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(), disable=not enabled,
         )
-        self._bar = self._progress.add_task(label, total=total_steps, losses="")
+        self._bar = self._progress.add_task(label, total=total_steps, losses="",
+                                            completed=start_step)
 
     def __enter__(self) -> TrainingProgress:
         self._progress.start()

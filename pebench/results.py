@@ -21,14 +21,12 @@ from typing import Any, Literal
 import numpy
 import timm
 import torch
-from safetensors.torch import save_file
-from torch import nn
 
 import pebench
-from pebench.atomic import atomic_write, atomic_write_text
+from pebench.atomic import atomic_write_text
 
 SCHEMA = "pebench.run/1"
-Status = Literal["running", "completed", "failed"]
+Status = Literal["running", "completed", "failed", "interrupted"]
 
 
 @dataclass
@@ -42,10 +40,13 @@ class RunRecord:
     backbone: str
     img_size: int
     seed: int
-    steps: int
+    steps: int  # planned
     config: dict[str, Any]
     status: Status = "running"
     error: str | None = None
+    steps_done: int = 0
+    resume_command: str | None = None  # while the run can be resumed from its saved state
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # step, time, device of each
     weights: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     primary: dict[str, float] = field(default_factory=dict)
@@ -151,21 +152,3 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}-dirty" if dirty else commit
-
-
-def save_trainable_checkpoint(model: nn.Module, path: Path) -> None:
-    """The trainable parameters plus the buffers of modules that own trainable parameters
-    (BatchNorm statistics of the decoders): enough, with the frozen backbone weights, to
-    rebuild the evaluated model."""
-    params = dict(model.named_parameters())
-    owners = {name for name, module in model.named_modules()
-              if any(p.requires_grad for p in module.parameters(recurse=False))}
-    tensors = {}
-    for key, value in model.state_dict().items():  # persistent buffers only
-        param = params.get(key)
-        trainable = param is not None and param.requires_grad
-        owned_buffer = param is None and key.rpartition(".")[0] in owners
-        if trainable or owned_buffer:
-            tensors[key] = value.detach().cpu().contiguous()
-    contiguous = tensors
-    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp)))

@@ -41,6 +41,16 @@ class Trainer:
         self.parameter_sets = model.parameter_sets()
         self.step = 0
 
+    def state_dict(self) -> dict[str, object]:
+        """Optimiser, schedule and step: with the model's tensors, all a resume needs."""
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
+        self.scheduler.load_state_dict(state["scheduler"])  # type: ignore[arg-type]
+        self.step = int(state["step"])  # type: ignore[call-overload]
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimisation step; returns the unweighted task losses and the weighted total."""
         self.model.train()
@@ -64,11 +74,11 @@ class Trainer:
                                f"{self.step}; lower --lr or check the data.")
         return values
 
-    def fit(self, batches: Iterator[Batch], steps: int,
+    def fit(self, batches: Iterator[Batch],
             on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
-        """Run ``steps`` steps from the current one, calling ``on_step(step, losses)`` after
-        each (progress display, periodic evaluation)."""
-        for _ in range(steps):
+        """Train from the current step to ``total_steps``, calling ``on_step(step, losses)``
+        after each (progress display, periodic evaluation, checkpoints, stop requests)."""
+        while self.step < self.total_steps:
             losses = self.train_step(next(batches))
             if on_step is not None:
                 on_step(self.step, losses)

@@ -20,7 +20,7 @@ BAD_INPUTS = [
     (["run", "--method", "mtl-full", "--steps", "abc"], "Invalid value for '--steps'"),
     (["run", "--method", "mtl-full", "--steps", "3", "--epochs", "1"], "either --steps or"),
     (["run", "--method", "mtl-full", "--batch-size", "0"], "--batch-size must be ≥ 1"),
-    (["run", "--method", "mtl-full", "--lr", "0"], "--lr must be positive"),
+    (["run", "--method", "mtl-full", "--lr", "0"], "--lr must be a finite positive number, got 0.0"),
     (["run", "--method", "mtl-full", "--img-size", "102"], "--img-size 102 is not valid"),
     (["run", "--method", "mtl-full", "--weights", "/nonexistent/w.pth"], "is not a file"),
     (["run", "--method", "mtl-full", "--backbone", "swin-t"], "has no embedded weights"),
@@ -35,6 +35,20 @@ BAD_INPUTS = [
     (["run", "--method", "vpt-deep", "--set", "num_prompts=0"], "num_prompts must be ≥ 1"),
     (["run", "--method", "peft", "--set", "config=/nonexistent.json"], "cannot be read"),
     (["list", "widgets"], "'widgets' is not one of"),
+    # Checked before anything is built: no bad setting may cost a training run.
+    (["run", "--method", "mtl-full", "--tasks", ","], "--tasks names no task"),
+    (["run", "--method", "mtl-full", "--img-size", "0"], "--img-size 0 is not valid"),
+    (["run", "--method", "mtl-full", "--seed", "-1"], "--seed must be ≥ 0, got -1"),
+    (["run", "--method", "mtl-full", "--seed", "99999999999"], "--seed must be ≤ 4294967295"),
+    (["run", "--method", "mtl-full", "--lr", "inf"], "--lr must be a finite positive number"),
+    (["run", "--method", "mtl-full", "--lr", "nan"], "--lr must be a finite positive number"),
+    (["run", "--method", "adapter", "--set", "init_std=nan"], "expected a finite number"),
+    (["run", "--method", "adapter", "--set", "init_std=-inf"], "expected a finite number"),
+    (["run", "--method", "mtl-full", "--device", "cudaXYZ"], "unknown --device 'cudaXYZ'"),
+    (["run", "--method", "mtl-full", "--checkpoint-every", "-1"], "--checkpoint-every must"),
+    (["run", "--method", "mtl-full", "--checkpoint-minutes", "nan"], "--checkpoint-minutes"),
+    (["run"], "give --method M"),
+    (["run", "--resume", "20260101T000000-lora-nope"], "no run '20260101T000000-lora-nope'"),
 ]
 
 
@@ -54,6 +68,25 @@ def test_bad_input_is_one_line_and_nonzero(argv: list[str], message: str, tmp_pa
     assert not out.exists(), "a rejected run must not leave a record"
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file", "/proc"])
+def test_an_unwritable_output_folder_is_refused_before_training(
+        where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "some-file.txt"
+    file.write_text("not a folder")
+    out = {"a file": file, "under a file": file / "runs",
+           "/proc": Path("/proc/pebench-runs")}[where]
+    expected = {"a file": "is a file", "under a file": "which is a file",
+                "/proc": "cannot be written"}[where]
+    trained = []
+    monkeypatch.setattr("pebench.execution.Execution.run", lambda self: trained.append(1))
+    code, _, err = run_cli(["run", "--method", "lora", "--out", str(out)], capsys, monkeypatch)
+    assert code == 2 and not trained
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: --out '{out}'") and expected in line, line
+    assert file.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [file]
+
+
 def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
@@ -63,6 +96,20 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
                          str(tmp_path)], capsys, monkeypatch)
     assert code == 2
     assert "CUDA is not available" in err
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    code, _, err = run_cli(["run", "--method", "mtl-full", "--device", "cuda:2", "--out",
+                            str(tmp_path / "runs")], capsys, monkeypatch)
+    assert code == 2
+    assert "--device cuda:2: this machine has 2 CUDA device(s), cuda:0 to cuda:1" in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:

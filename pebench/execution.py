@@ -1,0 +1,263 @@
+"""One run from setup to record: build, train (from a saved state when resuming), evaluate,
+write. Between any two steps it can save its state and stop on request."""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from pebench.checkpoint import TrainingState, save_trainable_checkpoint, trainable_tensors
+from pebench.config import RunConfig, method_config
+from pebench.data.base import DATASETS
+from pebench.data.stream import BatchIndexStream
+from pebench.evaluate import Metrics, evaluate, primary_metrics
+from pebench.interrupt import RunInterrupted, StopRequest, StopRequested
+from pebench.model import MultiTaskModel, build_model
+from pebench.params import count_parameters
+from pebench.pretrain import ensure_embedded_weights
+from pebench.progress import TrainingProgress
+from pebench.reference import find_delta_m_reference
+from pebench.results import RunRecord
+from pebench.rng import capture_rng, restore_rng, seed_everything
+from pebench.run_files import RunFiles
+from pebench.task import Task, get_task
+from pebench.train import OptimConfig, Trainer
+
+# A state is also saved when training ends (before the final evaluation) once training has
+# taken this long, so that a crash in the evaluation costs no training.
+FINAL_STATE_AFTER_S = 60.0
+
+
+class Execution:
+    def __init__(self, config: RunConfig, device: torch.device, record: RunRecord,
+                 files: RunFiles, stop: StopRequest, show_progress: bool,
+                 state: TrainingState | None = None, weights: Path | None = None) -> None:
+        assert config.tasks is not None and config.img_size is not None
+        self.config = config
+        self.device = device
+        self.record = record
+        self.files = files
+        self.stop = stop
+        self.show_progress = show_progress
+        self.state = state
+        self.weights = weights
+        self.tasks: dict[str, Task] = {name: get_task(name) for name in config.tasks}
+        self.saved_step: int | None = state.step if state is not None else None
+        self.train_s_before = state.train_s if state is not None else 0.0
+        self.segment: tuple[float, float | None] | None = None  # this process's training
+        self.last_save = time.monotonic()
+
+    def run(self) -> None:
+        self.record.status = "running"
+        self.record.write(self.files.out)
+        self._setup()
+        try:
+            self._check_stop()
+            self._train()
+            self._save_state_if(self._segment_seconds() >= FINAL_STATE_AFTER_S
+                                or self.files.state.exists())
+            self._finish()
+        except StopRequested:
+            self._interrupted()
+
+    def record_failure(self, error: str, interrupted: bool) -> None:
+        """A failure after the start; a kept state makes the run resumable all the same."""
+        resumable = self.saved_step is not None and self.files.state.exists()
+        self.record.status = "interrupted" if interrupted and resumable else "failed"
+        self.record.error = error
+        if resumable:
+            self.record.steps_done = self.saved_step
+            self.record.error += f"; its state at step {self.saved_step} is kept"
+        else:
+            self.record.resume_command = None
+        self.record.write(self.files.out)
+
+    def _setup(self) -> None:
+        config, record = self.config, self.record
+        source = DATASETS.get(config.dataset)()
+        self.info = source.info
+        if self.state is None:
+            self.weights = resolve_weights(config, self.show_progress)
+            record.weights = _describe_weights(config.weights, self.weights)
+        assert config.img_size is not None and config.tasks is not None
+        train_set = source.build("train", config.data_root, config.img_size, config.tasks, True)
+        val_set = source.build("val", config.data_root, config.img_size, config.tasks, False)
+        steps = config.steps or 0
+        if config.epochs is not None:
+            steps = config.epochs * (len(train_set) // config.batch_size)
+        record.steps = steps
+
+        seed_everything(config.seed)
+        self.model: MultiTaskModel = build_model(
+            config.method, method_config(config.method, config.method_overrides),
+            config.backbone, config.img_size, config.tasks, self.info,
+            self.weights).to(self.device)
+        record.params = count_parameters(self.model).as_dict()
+        optim = OptimConfig(config.lr, config.weight_decay, config.warmup_fraction,
+                            config.clip_grad_norm)
+        self.trainer = Trainer(self.model, self.tasks, steps, optim, self.device)
+        if self.state is not None:
+            self.state.load_model(self.model)
+            self.trainer.load_state_dict(self.state.trainer)
+            record.eval_history = list(self.state.eval_history)
+        self.batches = iter(_train_loader(train_set, config, self.trainer.step))
+        self.val_loader = _eval_loader(val_set, config)
+        if self.state is not None:  # after the loader drew its seed, as the first run did
+            restore_rng(self.state.rng)
+        record.steps_done = self.trainer.step
+        record.write(self.files.out)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _train(self) -> None:
+        self.segment = (time.perf_counter(), None)
+        self.last_save = time.monotonic()
+        steps = self.trainer.total_steps
+        self._periodic_eval(self.trainer.step)  # one a resume may owe (stopped during it)
+        with TrainingProgress(self.config.method, steps, enabled=self.show_progress,
+                              start_step=self.trainer.step) as progress:
+            def on_step(step: int, losses: dict[str, float]) -> None:
+                progress.update(step, losses)
+                self.record.steps_done = step
+                self._periodic_eval(step)
+                self._save_state_if(self._checkpoint_due(step))
+                self._check_stop()
+
+            try:
+                self.trainer.fit(self.batches, on_step)
+            finally:
+                self.segment = (self.segment[0], time.perf_counter())
+
+    def _segment_seconds(self) -> float:
+        if self.segment is None:
+            return 0.0
+        start, end = self.segment
+        return (time.perf_counter() if end is None else end) - start
+
+    def _finish(self) -> None:
+        record, config = self.record, self.config
+        start = time.perf_counter()
+        metrics: Metrics = evaluate(self.model, self.val_loader, self.tasks, self.info,
+                                    self.device, self.stop)
+        eval_s = time.perf_counter() - start
+        steps, train_s = self.trainer.total_steps, self._train_seconds()
+        record.metrics = metrics
+        record.primary = primary_metrics(metrics, self.tasks)
+        record.timing.update({"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
+                              "train_steps_per_s": round(steps / train_s, 4)
+                              if steps and train_s > 0 else 0.0})
+        record.peak_memory_mb, record.peak_memory_source = _peak_memory(self.device)
+        reference = find_delta_m_reference(record, config.out, self.tasks)
+        if reference is not None:
+            record.delta_m, record.delta_m_reference = reference.delta_m, reference.describe()
+        save_trainable_checkpoint(self.model, self.files.checkpoint)
+        record.checkpoint = self.files.checkpoint.name
+        record.status = "completed"
+        record.error = record.resume_command = None
+        record.write(self.files.out)
+        self.files.state.unlink(missing_ok=True)  # a completed run is not resumed
+
+    def _interrupted(self) -> None:
+        step = self.trainer.step
+        self._save_state_if(True)
+        self.record.status = "interrupted"
+        self.record.steps_done = step
+        self.record.error = (f"interrupted by {self.stop.reason} at step {step} of "
+                             f"{self.trainer.total_steps}")
+        self.record.timing["train_s"] = round(self._train_seconds(), 3)
+        self.record.write(self.files.out)
+        raise RunInterrupted(self.record, self.stop.reason)
+
+    def _train_seconds(self) -> float:
+        """Training time over every process that trained this run."""
+        return self.train_s_before + self._segment_seconds()
+
+    def _check_stop(self) -> None:
+        if self.stop.requested:
+            raise StopRequested
+
+    def _periodic_eval(self, step: int) -> None:
+        every = self.config.eval_every
+        done = {entry["step"] for entry in self.record.eval_history}
+        if every and step % every == 0 and 0 < step < self.trainer.total_steps \
+                and step not in done:
+            metrics = evaluate(self.model, self.val_loader, self.tasks, self.info, self.device,
+                               self.stop)
+            self.record.eval_history.append(
+                {"step": step, "primary": primary_metrics(metrics, self.tasks)})
+
+    def _checkpoint_due(self, step: int) -> bool:
+        by_steps = self.config.checkpoint_every and step % self.config.checkpoint_every == 0
+        minutes = self.config.checkpoint_minutes
+        by_time = minutes and time.monotonic() - self.last_save >= minutes * 60
+        return bool(by_steps or by_time)
+
+    def _save_state_if(self, due: bool) -> None:
+        step = self.trainer.step
+        if not due or self.saved_step == step:
+            return
+        TrainingState(
+            run_id=self.record.run_id, config=self.record.config,
+            weights_sha256=self.record.weights.get("sha256"), step=step,
+            total_steps=self.trainer.total_steps,
+            model=trainable_tensors(self.model, every_buffer=True),
+            trainer=self.trainer.state_dict(), rng=capture_rng(),
+            eval_history=list(self.record.eval_history),
+            train_s=self._train_seconds(),
+        ).save(self.files.state)
+        self.saved_step = step
+        self.last_save = time.monotonic()
+
+
+def resolve_weights(config: RunConfig, show_progress: bool) -> Path | None:
+    """The backbone weights file of ``--weights`` (None: random initialisation)."""
+    if config.weights == "none":
+        return None
+    if config.weights == "auto":
+        return ensure_embedded_weights(config.backbone, show_progress)
+    return Path(config.weights)
+
+
+def file_sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe_weights(requested: str, path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {"source": "none", "path": None, "sha256": None}
+    source = "embedded" if requested == "auto" else "file"
+    return {"source": source, "path": str(path), "sha256": file_sha256(path)}
+
+
+def _train_loader(dataset: Dataset, config: RunConfig, start_batch: int) -> DataLoader:
+    stream = BatchIndexStream(len(dataset), config.batch_size, config.seed, start_batch)
+    return DataLoader(dataset, batch_sampler=stream, collate_fn=default_collate)
+
+
+def _eval_loader(dataset: Dataset, config: RunConfig) -> DataLoader:
+    # Its own generator: evaluating never moves the global one the training draws from, so
+    # a resume that repeats an interrupted evaluation trains exactly as the first run did.
+    return DataLoader(dataset, batch_size=config.eval_batch_size or config.batch_size,
+                      shuffle=False, collate_fn=default_collate,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def _peak_memory(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1), "cuda_max_allocated"
+    # ru_maxrss is in KiB on Linux (bytes on macOS): the whole process, pretraining included.
+    scale = 1 if sys.platform == "darwin" else 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return round(peak / 2**20, 1), "process_max_rss"

@@ -41,7 +41,7 @@ def run(config: RunConfig, show_progress: bool = True,
     config = config.resolved()
     device = resolve_device(config.device)
     check_output_dir(config.out)
-    _check_method_fits(config)
+    check_method_fits(config)
     lock = RunLock.reserve(config.out, lambda: new_run_id(
         config.method, config.dataset, config.backbone, config.seed))
     record = RunRecord(
@@ -140,7 +140,7 @@ def _supervised(execution: Execution, lock: RunLock) -> RunRecord:
         lock.release()
 
 
-def _check_method_fits(config: RunConfig) -> None:
+def check_method_fits(config: RunConfig) -> None:
     """Build the model on the meta device (no memory, no initialisation) before anything is
     recorded: a setting that a method refuses in ``attach`` (a reduction that does not divide
     the stage widths, a PEFT target that matches nothing) is bad input, not a failed run.

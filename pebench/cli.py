@@ -9,15 +9,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pebench.cli_sweep import sweep_command
 from pebench.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHECKPOINT_MINUTES,
     DEFAULT_LR,
     DEFAULT_STEPS,
     RunConfig,
+)
+from pebench.console import (
+    console,
+    errors,
+    note,
+    print_comparison,
+    print_unelided,
+    say,
+    split_list,
 )
 from pebench.errors import PebenchError
 from pebench.interrupt import RunInterrupted, signal_exit_code
@@ -27,8 +36,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Parameter-efficient multi-task dense prediction benchmark.")
-console = Console()
-errors = Console(stderr=True)
 
 
 class Listing(str, Enum):
@@ -97,7 +104,7 @@ def run_command(
             from pebench.api import run
 
             config = RunConfig(
-                method=method, tasks=_split(tasks), dataset=dataset, data_root=data_root,
+                method=method, tasks=split_list(tasks), dataset=dataset, data_root=data_root,
                 backbone=backbone, weights=weights, img_size=img_size, steps=steps,
                 epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
                 seed=seed, device=device, out=out,
@@ -122,7 +129,7 @@ def _given_settings(ctx: typer.Context, overrides: dict[str, str]) -> dict[str, 
         source = ctx.get_parameter_source(name)  # typer's own click: compare by name
         if source is not None and source.name == "COMMANDLINE":
             value = ctx.params[name]
-            given[name] = _split(value) if name == "tasks" else value
+            given[name] = split_list(value) if name == "tasks" else value
     if overrides:
         given["method_overrides"] = overrides
     return given
@@ -147,6 +154,9 @@ def _print_run(record: RunRecord, out: Path) -> None:
     if record.delta_m is not None:
         console.print(f"Δm vs single-task: {record.delta_m:+.2f}%")
     console.print(f"record: {out / (record.run_id + '.json')}", soft_wrap=True)
+
+
+app.command("sweep")(sweep_command)
 
 
 @app.command("list")
@@ -225,12 +235,12 @@ def params_command(
     beside the published count in the published setting."""
     from pebench import accounting, published
 
-    setting = accounting.resolve_setting(backbone, dataset, _split(tasks), img_size)
+    setting = accounting.resolve_setting(backbone, dataset, split_list(tasks), img_size)
     result = accounting.count_methods(
-        setting, list(_split(methods)) if methods is not None else None,
+        setting, list(split_list(methods)) if methods is not None else None,
         accounting.parse_method_overrides(set_ or []))
     for line in result.unavailable:
-        _note(f"not counted: {line}")
+        note(f"not counted: {line}")
     if format_ is ParamsFormat.json:
         print(accounting.to_json(result.rows))
         return
@@ -242,7 +252,7 @@ def params_command(
         table.add_column(header, justify="left" if index == 0 else "right")
     for row in result.rows:
         table.add_row(*accounting.table_cells(row))
-    _print_unelided(table)
+    print_unelided(table)
     if setting.skipped_tasks:
         console.print(f"not counted (no task registered yet): {', '.join(setting.skipped_tasks)}")
     for row in result.rows:
@@ -283,15 +293,15 @@ def compare_command(
     """Table (and figure) of every run in a results directory: one row per method and setting,
     seeds as mean ± std, Δm against single-task runs of the same setting."""
     from pebench.compare import compare, require_rows
-    from pebench.report import failed_lines, render, rich_table
+    from pebench.report import failed_lines, render
 
-    columns = [c for item in group_by or [] for c in _split(item) or ()]
+    columns = [c for item in group_by or [] for c in split_list(item) or ()]
     comparison = compare(results, columns, with_published=reference)
     for skipped in comparison.skipped:
-        _note(f"warning: {skipped.warning()}")
+        note(f"warning: {skipped.warning()}")
     if not comparison.ours:
         for line in failed_lines(comparison):
-            _note(f"failed run {line}")
+            note(f"failed run {line}")
         require_rows(comparison)
     figure = None
     if plot is not None:  # checked before printing, so a bad --plot prints no table
@@ -300,27 +310,21 @@ def compare_command(
         check_path(plot)
         figure = figure_data(comparison, plot_metric)
     if format_ is CompareFormat.table:
-        _print_unelided(rich_table(comparison))
-        for note in comparison.notes:
-            console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
-        if comparison.failed:
-            console.print("failed runs (not averaged in):", highlight=False)
-            for line in failed_lines(comparison):
-                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+        print_comparison(comparison)
     else:
         sys.stdout.write(render(comparison, format_.value))
         if format_ is not CompareFormat.md:  # CSV and LaTeX stay clean documents on stdout
-            for note in comparison.notes:
-                _note(f"note: {note}")
+            for line in comparison.notes:
+                note(f"note: {line}")
             for line in failed_lines(comparison):
-                _note(f"failed run (not averaged in): {line}")
+                note(f"failed run (not averaged in): {line}")
     if figure is not None and plot is not None:
         from pebench.plot import save_figure
 
         save_figure(figure, plot)
         for left_out in figure.left_out:
-            _note(f"note: not plotted: {left_out}")
-        _note(f"figure: {plot}")
+            note(f"note: not plotted: {left_out}")
+        note(f"figure: {plot}")
 
 
 data_app = typer.Typer(no_args_is_help=True,
@@ -342,15 +346,15 @@ def data_check_command(
     image's, and labels with values outside the format."""
     from pebench.data.check import check_dataset, problem_lines, summary_table
 
-    report = check_dataset(dataset, data_root, _split(tasks), show_progress=not quiet)
-    _print_unelided(summary_table(report))
-    for note in report.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    report = check_dataset(dataset, data_root, split_list(tasks), show_progress=not quiet)
+    print_unelided(summary_table(report))
+    for line in report.notes:
+        say(f"note: {line}")
     for line in problem_lines(report):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     if not report.ok:
         count = sum(len(messages) for messages in report.problems.values())
-        _note(f"error: {count} problem(s) in '{data_root}'; fix or re-extract the files above.")
+        note(f"error: {count} problem(s) in '{data_root}'; fix or re-extract the files above.")
         raise typer.Exit(1)
     console.print(f"ok: every file of {dataset} in '{data_root}' can be loaded.",
                   highlight=False, soft_wrap=True, markup=False)
@@ -371,24 +375,6 @@ def data_fixture_command(
                   highlight=False, soft_wrap=True, markup=False)
 
 
-def _note(line: str) -> None:
-    """A line on stderr, as printed (no rich markup), so stdout stays the table."""
-    errors.print(line, highlight=False, soft_wrap=True, markup=False)
-
-
-def _print_unelided(table: Table) -> None:
-    """Print at the table's natural width even on a narrow console: a number is never
-    elided."""
-    natural = console.measure(table, options=console.options.update_width(1000)).maximum
-    (console if natural <= console.width else Console(width=natural)).print(table)
-
-
-def _split(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
 def main() -> None:
     """Console entry point: every user-facing failure is one line on stderr, never a traceback
     (set PEBENCH_DEBUG=1 to see the traceback of an unexpected error)."""
@@ -397,7 +383,7 @@ def main() -> None:
     except PebenchError as exc:
         _fail(str(exc), 2)
     except RunInterrupted as exc:
-        _note(str(exc))
+        note(str(exc))
         sys.exit(signal_exit_code(exc.reason))
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted before the state could be saved; a started run is recorded as "

@@ -88,6 +88,25 @@ def failed_lines(comparison: Comparison) -> list[str]:
     return [f"{f.run_id} ({f.method}, {f.status}): {f.error}" for f in comparison.failed]
 
 
+UNFINISHED_HEADINGS = {
+    "failed": "failed runs (not averaged in):",
+    "interrupted": "interrupted runs (not averaged in; resume each with 'pebench run --resume "
+                   "RUN --out DIR'):",
+    "running": "running runs, or runs killed before their first saved state (not averaged in):",
+}
+
+
+def unfinished_groups(comparison: Comparison) -> list[tuple[str, list[str]]]:
+    """The runs that are not completed, under one heading per status."""
+    groups = []
+    for status, heading in UNFINISHED_HEADINGS.items():
+        lines = [f"{f.run_id} ({f.method}, {f.status}): {f.error}" for f in comparison.failed
+                 if f.status == status]
+        if lines:
+            groups.append((heading, lines))
+    return groups
+
+
 def render(comparison: Comparison, fmt: str) -> str:
     """The table in ``md``, ``csv`` or ``latex``; ``table`` is drawn by ``rich_table``."""
     renderers = {"md": render_markdown, "csv": render_csv, "latex": render_latex}
@@ -117,9 +136,9 @@ def render_markdown(comparison: Comparison) -> str:
     lines += ["", *caption_lines(comparison)]
     if comparison.notes:
         lines += ["", *(f"- {note}" for note in comparison.notes)]
-    if comparison.failed:
-        lines += ["", "**Failed runs** (not averaged in):", "",
-                  *(f"- {line}" for line in failed_lines(comparison))]
+    for heading, group in unfinished_groups(comparison):
+        lines += ["", f"**{heading[0].upper()}{heading[1:]}**", "",
+                  *(f"- {line}" for line in group)]
     return "\n".join(lines) + "\n"
 
 

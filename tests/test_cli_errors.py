@@ -20,7 +20,7 @@ BAD_INPUTS = [
     (["run", "--method", "mtl-full", "--steps", "abc"], "Invalid value for '--steps'"),
     (["run", "--method", "mtl-full", "--steps", "3", "--epochs", "1"], "either --steps or"),
     (["run", "--method", "mtl-full", "--batch-size", "0"], "--batch-size must be ≥ 1"),
-    (["run", "--method", "mtl-full", "--lr", "0"], "--lr must be a finite positive number, got 0.0"),
+    (["run", "--method", "mtl-full", "--lr", "0"], "finite positive number, got 0.0"),
     (["run", "--method", "mtl-full", "--img-size", "102"], "--img-size 102 is not valid"),
     (["run", "--method", "mtl-full", "--weights", "/nonexistent/w.pth"], "is not a file"),
     (["run", "--method", "mtl-full", "--backbone", "swin-t"], "has no embedded weights"),

@@ -70,7 +70,11 @@ def resume(reference: str | Path, out: Path = Path("results/runs"),
 
         record = _read_resumable_record(files)
         stored = RunConfig.from_record(record.config)
-        config = dataclasses.replace(stored, **(changes or {}), out=files.out).resolved()
+        changes = dict(changes or {})
+        if "method_overrides" in changes:  # --set given again adds to the run's own
+            changes["method_overrides"] = {**stored.method_overrides,
+                                           **changes["method_overrides"]}
+        config = dataclasses.replace(stored, **changes, out=files.out).resolved()
         refused = differences(setting(record.config, record.method_config),
                               setting(jsonable(config), jsonable(method_config(
                                   config.method, config.method_overrides))), MOVABLE)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pebench.cli_sweep import sweep_command
@@ -404,5 +405,7 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    # The message is text, not markup: "pip install -e '.[slurm]'" must keep its brackets.
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True,
+                 markup=True)
     sys.exit(code)

@@ -4,13 +4,13 @@ RunRecord. The CLI and the sweep executors are thin layers over these two."""
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pebench.checkpoint import TrainingState
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS
 from pebench.errors import PebenchError
@@ -49,8 +49,7 @@ def run(config: RunConfig, show_progress: bool = True,
         method_config=jsonable(method_config(config.method, config.method_overrides)),
         tasks=list(config.tasks or ()), dataset=config.dataset, backbone=config.backbone,
         img_size=config.img_size or 0, seed=config.seed, steps=config.steps or 0,
-        config=jsonable(config), versions=software_versions(), git_commit=git_commit(),
-        resume_command=resume_command(lock.files))
+        config=jsonable(config), versions=software_versions(), git_commit=git_commit())
     execution = Execution(config, device, record, lock.files, stop or StopRequest(),
                           show_progress)
     return _supervised(execution, lock)
@@ -66,23 +65,8 @@ def resume(reference: str | Path, out: Path = Path("results/runs"),
     files = locate_run(reference, out)
     lock = RunLock.take(files)
     try:
-        from pebench.checkpoint import TrainingState
-
         record = _read_resumable_record(files)
-        stored = RunConfig.from_record(record.config)
-        changes = dict(changes or {})
-        if "method_overrides" in changes:  # --set given again adds to the run's own
-            changes["method_overrides"] = {**stored.method_overrides,
-                                           **changes["method_overrides"]}
-        config = dataclasses.replace(stored, **changes, out=files.out).resolved()
-        refused = differences(setting(record.config, record.method_config),
-                              setting(jsonable(config), jsonable(method_config(
-                                  config.method, config.method_overrides))), MOVABLE)
-        if config.method != record.method:  # its hyperparameters differ too: say it once
-            refused = [line for line in refused if line.startswith("--method")]
-        if refused:
-            raise PebenchError(f"cannot resume run {files.run_id} with another setting: it was "
-                               f"started with {'; '.join(refused)}. Leave those flags out.")
+        config = _resumed_config(record, changes or {}, files)
         device = resolve_device(config.device)
         state = TrainingState.load(files.state)
         weights = resolve_weights(config, show_progress)
@@ -111,8 +95,22 @@ def locate_run(reference: str | Path, out: Path) -> RunFiles:
     return files
 
 
-def resume_command(files: RunFiles) -> str:
-    return f"pebench run --resume {files.run_id} --out {shlex.quote(str(files.out))}"
+def _resumed_config(record: RunRecord, changes: dict[str, Any], files: RunFiles) -> RunConfig:
+    """The run's own config with ``changes``; refused when they change its setting."""
+    stored = RunConfig.from_record(record.config)
+    changes = dict(changes)
+    if "method_overrides" in changes:  # --set given again adds to the run's own
+        changes["method_overrides"] = {**stored.method_overrides, **changes["method_overrides"]}
+    config = dataclasses.replace(stored, **changes, out=files.out).resolved()
+    asked = setting(jsonable(config), jsonable(method_config(config.method,
+                                                             config.method_overrides)))
+    refused = differences(setting(record.config, record.method_config), asked, MOVABLE)
+    if config.method != record.method:  # its hyperparameters differ too: say it once
+        refused = [line for line in refused if line.startswith("--method")]
+    if refused:
+        raise PebenchError(f"cannot resume run {files.run_id} with another setting: it was "
+                           f"started with {'; '.join(refused)}. Leave those flags out.")
+    return config
 
 
 def _read_resumable_record(files: RunFiles) -> RunRecord:

@@ -213,6 +213,10 @@ class Execution:
         ).save(self.files.state)
         self.saved_step = step
         self.last_save = time.monotonic()
+        # The record says the run is resumable, and from where, even if it is killed next.
+        self.record.steps_done = step
+        self.record.resume_command = self.files.resume_command()
+        self.record.write(self.files.out)
 
 
 def resolve_weights(config: RunConfig, show_progress: bool) -> Path | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ class RunFiles:
     @classmethod
     def of_state(cls, path: Path) -> RunFiles:
         return cls(path.parent, path.name.removesuffix(STATE_SUFFIX))
+
+    def resume_command(self) -> str:
+        return f"pebench run --resume {self.run_id} --out {shlex.quote(str(self.out))}"
 
 
 class RunLock:

@@ -69,6 +69,12 @@ class Task(ABC):
         """A fresh meter for one evaluation pass."""
 
 
+def loss_precision(values: torch.Tensor) -> torch.Tensor:
+    """Half-precision outputs in float32 for a loss (sums over a batch would be too coarse
+    in 16 bits, as autocast would decide too); float32 and float64 stay as they are."""
+    return values.float() if values.element_size() < 4 else values
+
+
 def check_same_shape(task: str, output: torch.Tensor, target: torch.Tensor) -> None:
     """Refuse mismatched loss inputs: torch.where would broadcast (B, 1, H, W) against
     (B, H, W) into a silently wrong loss."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pebench.meters import DepthMeter
-from pebench.task import Task, check_same_shape, register_task
+from pebench.task import Task, check_same_shape, loss_precision, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -32,7 +32,7 @@ class DepthTask(Task):
         Sensor holes are stored as 0, so they must not pull the prediction towards 0.
         """
         check_same_shape("depth", output, target)
-        output = output.float()
+        output = loss_precision(output)
         valid = target > 0
         diff = torch.where(valid, (output - target).abs(), torch.zeros_like(output))
         return diff.sum() / valid.sum().clamp(min=1)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pebench.errors import PebenchError
-from pebench.task import IGNORE_INDEX, Task, register_task
+from pebench.task import IGNORE_INDEX, Task, loss_precision, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -52,11 +52,12 @@ def weighted_edge_bce(logits: torch.Tensor, target: torch.Tensor,
     if logits.shape != target.shape:
         raise ValueError(f"edge loss: logits {tuple(logits.shape)} do not match the target "
                          f"{tuple(target.shape)}.")
-    logits = logits.float()
+    logits = loss_precision(logits)
     valid = target != ignore_index
     positive = (target == 1) & valid
     bce = F.binary_cross_entropy_with_logits(logits, positive.to(logits.dtype), reduction="none")
-    weight = torch.where(positive, positive_weight, 1.0 - positive_weight)
+    weight = torch.where(positive, bce.new_tensor(positive_weight),
+                         bce.new_tensor(1.0 - positive_weight))  # in the loss's precision
     weighted = torch.where(valid, weight * bce, torch.zeros_like(bce))
     return weighted.sum() / valid.sum().clamp(min=1)
 

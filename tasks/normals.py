@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pebench.meters import NormalsMeter
-from pebench.task import Task, check_same_shape, register_task
+from pebench.task import Task, check_same_shape, loss_precision, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -38,7 +38,7 @@ class NormalsTask(Task):
         is exactly 0 and still attached to the graph.
         """
         check_same_shape("normals", output, target)
-        unit = F.normalize(output.float(), p=2, dim=1, eps=NORMALIZE_EPS)
+        unit = F.normalize(loss_precision(output), p=2, dim=1, eps=NORMALIZE_EPS)
         valid = (target != 0).any(dim=1, keepdim=True).expand_as(unit)
         diff = torch.where(valid, (unit - target).abs(), torch.zeros_like(unit))
         return diff.sum() / valid.sum().clamp(min=1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pebench.meters import SaliencyMeter
-from pebench.task import IGNORE_INDEX, Task, register_task
+from pebench.task import IGNORE_INDEX, Task, loss_precision, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -30,7 +30,7 @@ def balanced_bce_with_logits(logits: torch.Tensor, target: torch.Tensor,
     if logits.shape != target.shape:
         raise ValueError(f"saliency loss: logits {tuple(logits.shape)} do not match the target "
                          f"{tuple(target.shape)}.")
-    logits = logits.float()  # half-precision sums over a whole batch would be too coarse
+    logits = loss_precision(logits)
     valid = target != ignore_index
     positive = (target == 1) & valid
     negative = valid & ~positive

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from pebench.errors import PebenchError
 from pebench.meters import SegmentationMeter
-from pebench.task import IGNORE_INDEX, Task, register_task
+from pebench.task import IGNORE_INDEX, Task, loss_precision, register_task
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -46,7 +46,8 @@ class SegmentationTask(Task):
         host-device synchronisation to test for the empty case.
         """
         # float32 log-softmax even for half-precision logits (autocast would do the same).
-        total = F.cross_entropy(output.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+        total = F.cross_entropy(loss_precision(output), target, ignore_index=IGNORE_INDEX,
+                                reduction="sum")
         count = (target != IGNORE_INDEX).sum().clamp(min=1)
         return total / count
 

@@ -16,19 +16,20 @@ from tasks.edge import EdgeMeter, disk_max, weighted_edge_bce
 def test_weighted_bce_by_hand() -> None:
     # logits 0: every pixel's BCE is ln 2; weights 0.95 (edge) and 0.05 (not), ignore left out
     target = torch.tensor([[[1, 0], [0, 0], [255, 255]]])
-    logits = torch.zeros(1, 1, 3, 2, requires_grad=True)
-    loss = weighted_edge_bce(logits, target)
-    assert loss.item() == pytest.approx((0.95 + 3 * 0.05) / 4 * math.log(2), rel=1e-6)
+    logits = torch.zeros(1, 1, 3, 2, dtype=torch.float64, requires_grad=True)
+    loss = weighted_edge_bce(logits, target)  # float64: a closed form to ~1e-16 on any CPU
+    assert loss.item() == pytest.approx((0.95 + 3 * 0.05) / 4 * math.log(2), rel=1e-12)
     loss.backward()
     assert logits.grad is not None and (logits.grad[0, 0, 2] == 0).all()
 
 
 def test_weighted_bce_of_a_confident_prediction() -> None:
     target = torch.tensor([[[1, 0]]])
-    logits = torch.tensor([[[[2.0, -1.0]]]])
+    logits = torch.tensor([[[[2.0, -1.0]]]], dtype=torch.float64)
     positive = 0.95 * math.log(1 + math.exp(-2.0))
     negative = 0.05 * math.log(1 + math.exp(-1.0))
-    assert weighted_edge_bce(logits, target).item() == pytest.approx((positive + negative) / 2)
+    assert weighted_edge_bce(logits, target).item() == pytest.approx((positive + negative) / 2,
+                                                                     rel=1e-12)
 
 
 def test_all_ignored_loss_is_zero_in_the_graph() -> None:

@@ -47,6 +47,8 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path: Path,
     (state_file,) = states(tmp_path)
     saved_step = TrainingState.load(state_file).step
     assert 0 < saved_step < STEPS, saved_step
+    assert killed["steps_done"] == saved_step  # the record was updated with each state
+    assert killed["resume_command"].startswith(f"pebench run --resume {killed['run_id']}")
 
     resumed = finish(["run", "--resume", killed["run_id"], "--out", str(tmp_path), "--quiet"])
     assert resumed.returncode == 0, resumed.stderr

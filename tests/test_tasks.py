@@ -72,12 +72,15 @@ def test_segmentation_tasks_read_their_own_class_count() -> None:
 def test_semseg_loss_by_hand_ignores_255() -> None:
     # Pixel 1: logits (0, ln 3), target 1 -> -log(3/4). Pixel 2: (0, 0), target 0 -> log 2.
     # Pixel 3 is ignored despite an enormous wrong logit.
-    output = torch.tensor([[0.0, 0.0, 0.0], [math.log(3), 0.0, 1e4]]).view(1, 2, 1, 3)
+    # float64 throughout (here and in the other by-hand losses): the loss is compared with a
+    # closed form, which float64 meets to ~1e-16 on any CPU; float32 kernels differ by ulps.
+    output = torch.tensor([[0.0, 0.0, 0.0], [math.log(3), 0.0, 1e4]],
+                          dtype=torch.float64).view(1, 2, 1, 3)
     target = torch.tensor([[[1, 0, X]]])
     loss = get_task("semseg").loss(output, target)
-    assert loss.item() == pytest.approx((math.log(4 / 3) + math.log(2)) / 2, rel=1e-6)
+    assert loss.item() == pytest.approx((math.log(4 / 3) + math.log(2)) / 2, rel=1e-12)
     reference = F.cross_entropy(output, target, ignore_index=X)
-    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-12)
 
 
 def test_semseg_predict_is_argmax() -> None:
@@ -115,27 +118,28 @@ def test_human_parts_all_ignored_batch_is_zero_connected_and_skipped() -> None:
 def test_balanced_bce_by_hand() -> None:
     # Four valid pixels, 1 positive and 3 negatives -> w = 3/4; two ignored pixels carry
     # extreme logits that must not matter.
-    logits = torch.tensor([0.0, 2.0, -1.0, 1.0, 50.0, -50.0]).view(1, 1, 1, 6)
+    logits = torch.tensor([0.0, 2.0, -1.0, 1.0, 50.0, -50.0],
+                          dtype=torch.float64).view(1, 1, 1, 6)
     target = torch.tensor([1, 0, 0, 0, X, X]).view(1, 1, 6)
     pos = _bce(0.0, 1)
     neg = _bce(2.0, 0) + _bce(-1.0, 0) + _bce(1.0, 0)
     expected = (3 / 4 * pos + 1 / 4 * neg) / 4
     loss = get_task("saliency").loss(logits, target)
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
     # The weights really are the negative fraction (swapping them gives another number).
     assert loss.item() != pytest.approx((1 / 4 * pos + 3 / 4 * neg) / 4, rel=1e-3)
 
 
 def test_balanced_bce_weighting_follows_negative_fraction() -> None:
-    logits = torch.tensor([0.5, -0.5, 1.5, -2.0]).view(1, 1, 1, 4)
+    logits = torch.tensor([0.5, -0.5, 1.5, -2.0], dtype=torch.float64).view(1, 1, 1, 4)
     target = torch.tensor([1, 1, 1, 0]).view(1, 1, 4)  # 3 positives, 1 negative -> w = 1/4
     pos = _bce(0.5, 1) + _bce(-0.5, 1) + _bce(1.5, 1)
     neg = _bce(-2.0, 0)
     expected = (1 / 4 * pos + 3 / 4 * neg) / 4
-    assert balanced_bce_with_logits(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert balanced_bce_with_logits(logits, target).item() == pytest.approx(expected, rel=1e-12)
     # The channel dimension is optional.
     assert balanced_bce_with_logits(logits[:, 0], target).item() == pytest.approx(expected,
-                                                                                   rel=1e-6)
+                                                                                   rel=1e-12)
 
 
 def test_balanced_bce_is_stable_and_empty_is_zero() -> None:
@@ -171,10 +175,12 @@ def test_normals_loss_by_hand_and_scale_invariant() -> None:
     task = get_task("normals")
     # Pixel 1: (3, 0, 0) -> (1, 0, 0) vs (0, 1, 0): |diff| sums to 2. Pixel 2: exact.
     # Pixel 3: zero target -> ignored. Mean over 2 valid pixels × 3 components = 2 / 6.
-    output = torch.tensor([[3.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.0, 2.0, 5.0]]).view(1, 3, 1, 3)
-    target = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).view(1, 3, 1, 3)
-    assert task.loss(output, target).item() == pytest.approx(1 / 3, rel=1e-6)
-    assert task.loss(output * 0.01, target).item() == pytest.approx(1 / 3, rel=1e-5)
+    output = torch.tensor([[3.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.0, 2.0, 5.0]],
+                          dtype=torch.float64).view(1, 3, 1, 3)
+    target = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                          dtype=torch.float64).view(1, 3, 1, 3)
+    assert task.loss(output, target).item() == pytest.approx(1 / 3, rel=1e-12)
+    assert task.loss(output * 0.01, target).item() == pytest.approx(1 / 3, rel=1e-12)
 
 
 def test_normals_loss_empty_is_zero_and_predict_is_unit() -> None:

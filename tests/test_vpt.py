@@ -111,10 +111,12 @@ def test_prompts_attend_to_every_token_of_shifted_windows_and_are_attended() -> 
 
 
 def test_a_prompt_goes_through_patch_merging_as_a_2x2_group_of_itself() -> None:
+    # float64: the two paths (prompts merged as 2×2 groups, and the merging of a 2×2 patch)
+    # differ only by rounding, so the default float64 tolerance holds on any CPU.
     encoder = SwinEncoder(BACKBONES.get("swin-nano"), 64)
-    merging = encoder.patch_mergings()[0]
-    prompts = torch.randn(2, 3, 32)
-    x = torch.randn(2, 16, 16, 32)
+    merging = encoder.patch_mergings()[0].double()
+    prompts = torch.randn(2, 3, 32, dtype=torch.float64)
+    x = torch.randn(2, 16, 16, 32, dtype=torch.float64)
     merged_x, merged_prompts = merge_with_prompts(merging, x, prompts)
     torch.testing.assert_close(merged_x, merging(x))
     assert merged_prompts.shape == (2, 3, 64)

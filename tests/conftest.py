@@ -4,6 +4,7 @@ that the embedded swin-nano weights are built once per session in the real user 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,19 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     return cache
+
+
+def fail_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> Callable[..., dict]:
+    """Make the training step after ``step`` steps raise, as an out-of-memory error would;
+    returns the real step, to put back."""
+    from pebench.train import Trainer
+
+    original = Trainer.train_step
+
+    def exploding(self: Trainer, batch: dict) -> dict:
+        if self.step == step:
+            raise RuntimeError("simulated out-of-memory")
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", exploding)
+    return original

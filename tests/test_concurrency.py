@@ -36,6 +36,7 @@ def test_eight_concurrent_runs_of_one_setting_write_eight_records(tmp_path: Path
     assert all(m == metrics[0] for m in metrics), "one setting, one result"
     assert len(list(tmp_path.glob("*.safetensors"))) == WRITERS
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.lock"))
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.glob("*.json")} == {0o644}
     scan = scan_records(tmp_path)
     assert len(scan.records) == WRITERS and not scan.skipped
     print(f"{WRITERS} concurrent runs in {seconds:.1f} s")

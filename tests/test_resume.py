@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import run_cli
+from conftest import fail_training_at
 from processes import SMALL_RUN, finish, only_record, records, start, states, wait_for
 
 from pebench.api import resume, run
@@ -176,23 +177,14 @@ def test_what_cannot_be_resumed_is_one_line(case: str, message: str, tmp_path: P
 
 def test_a_failure_after_a_saved_state_keeps_the_run_resumable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pebench.train import Trainer
-
-    original = Trainer.train_step
-
-    def exploding(self: Trainer, batch: dict) -> dict:
-        if self.step == 3:
-            raise RuntimeError("simulated out-of-memory")
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", exploding)
+    real_step = fail_training_at(monkeypatch, 3)
     config = small_config(tmp_path, steps=5, checkpoint_every=2)
     with pytest.raises(RuntimeError):
         run(config, show_progress=False)
     (record,) = records(tmp_path)
     assert record["status"] == "failed" and record["steps_done"] == 2
     assert record["error"].endswith("its state at step 2 is kept")
-    monkeypatch.setattr(Trainer, "train_step", original)
+    monkeypatch.setattr("pebench.train.Trainer.train_step", real_step)
     finished = resume(record["run_id"], tmp_path, show_progress=False)
     expected = run(small_config(tmp_path / "plain", steps=5), show_progress=False)
     assert finished.status == "completed" and finished.metrics == expected.metrics

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fail_training_at
 from safetensors.torch import load_file
 
 import pebench.pretrain
@@ -16,7 +17,6 @@ from pebench.config import RunConfig
 from pebench.evaluate import delta_m
 from pebench.params import count_parameters
 from pebench.task import get_task
-from pebench.train import Trainer
 
 TINY = {"img_size": 64, "batch_size": 2, "steps": 3}
 RECORD_FIELDS = {
@@ -81,14 +81,7 @@ def test_steps_zero_evaluates_the_untrained_model(tmp_path: Path) -> None:
 
 def test_failure_after_start_is_recorded_as_failed(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Trainer.train_step
-
-    def exploding(self: Trainer, batch: dict) -> dict:
-        if self.step == 1:
-            raise RuntimeError("simulated out-of-memory")
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", exploding)
+    fail_training_at(monkeypatch, 1)
     with pytest.raises(RuntimeError, match="simulated"):
         tiny_run(tmp_path)
     (path,) = tmp_path.glob("*.json")

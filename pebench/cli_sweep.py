@@ -10,7 +10,7 @@ import typer
 
 from pebench.config import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_LR
 from pebench.console import note, print_comparison, say, split_list
-from pebench.errors import MissingDependency, PebenchError
+from pebench.errors import MissingDependency, PebenchError, first_line
 
 
 class Executor(str, Enum):
@@ -176,10 +176,9 @@ def _run_with_submitit(todo: list, executor: Executor, logs: Path, out: Path,
                              signal_delay_s=signal_delay_s, max_requeues=max_requeues)
     try:
         submitted = submit([p.config for p in todo], logs, options)
-    except FileNotFoundError as exc:  # no sbatch on this machine
-        raise PebenchError(f"--executor slurm cannot submit ({exc.strerror}: "
-                           f"{exc.filename}); run it on a SLURM login node, or use --executor "
-                           "local here.") from None
+    except (OSError, RuntimeError) as exc:  # no srun / sbatch here, or sbatch refused
+        raise PebenchError(f"--executor slurm cannot submit here ({first_line(exc)}); run it "
+                           "on a SLURM login node, or use --executor local.") from None
     say(f"submitted {len(submitted)} job(s) ({', '.join(j.job_id for j in submitted[:5])}"
         f"{', ...' if len(submitted) > 5 else ''}); logs in {logs}")
     if not wait:

@@ -92,7 +92,8 @@ UNFINISHED_HEADINGS = {
     "failed": "failed runs (not averaged in):",
     "interrupted": "interrupted runs (not averaged in; resume each with 'pebench run --resume "
                    "RUN --out DIR'):",
-    "running": "running runs, or runs killed before their first saved state (not averaged in):",
+    "running": "running runs, or runs whose process was killed (not averaged in; a killed run "
+               "resumes from its last saved state, if any):",
 }
 
 

@@ -171,6 +171,28 @@ def test_failed_runs_are_listed_apart_and_never_averaged_in(
     assert "48.30 ± 2.97" in out and "99.00" not in out
 
 
+def test_interrupted_and_running_runs_are_listed_apart_from_failed_ones(
+        runs: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    record(runs, "lora_r4", 2, 90.0, 1.0, 400_000, 5.0, status="interrupted",
+           error="interrupted by SIGTERM at step 120 of 300")
+    record(runs, "lora_r4", 3, 90.0, 1.0, 400_000, 5.0, status="running")
+    comparison = compare(runs)
+    assert row_of(comparison, "lora_r4").n == 2
+    code, out, _ = run_cli(["compare", "--results", str(runs)], capsys, monkeypatch)
+    assert code == 0
+    lines = out.splitlines()
+    headings = [i for i, line in enumerate(lines) if line.endswith(("(not averaged in):",
+                                                                    "if any):", "DIR'):"))]
+    assert [lines[i].split(" runs")[0] for i in headings] == ["failed", "interrupted",
+                                                             "running"]
+    interrupted = lines[headings[1] + 1]
+    assert interrupted.strip() == ("lora_r4-synthetic-300-b8-lr0.001-s2 (lora_r4, "
+                                   "interrupted): interrupted by SIGTERM at step 120 of 300")
+    assert "lora_r4-synthetic-300-b8-lr0.001-s3 (lora_r4, running)" in lines[headings[2] + 1]
+    assert "90.00" not in out
+
+
 def test_files_that_are_not_records_are_skipped_with_one_warning_each(
         runs: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -191,3 +191,51 @@ def test_expand_refuses_an_unbuildable_setting_before_running() -> None:
                      parse_set_axes(["adapter.reduction=4,5"]))
     with pytest.raises(PebenchError, match="reduction=5 must divide"):
         check_buildable(configs, drop_unavailable=False)
+
+
+FAKE_SBATCH = """#!/bin/sh
+# Stands in for SLURM's sbatch: keeps the script it was given, answers as sbatch does.
+cp "$1" "$(dirname "$0")/submitted.sh"
+echo "Submitted batch job 4242"
+"""
+
+
+def test_slurm_jobs_carry_the_cluster_options(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("srun", "#!/bin/sh\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    code, printed, err = run_cli(
+        ["sweep", "--methods", "lora", "--seeds", "0,1", "--steps", "1", *SMALL, "--out",
+         str(tmp_path / "runs"), "--executor", "slurm", "--partition", "gpu", "--account",
+         "vision", "--time-min", "90", "--gpus-per-job", "2", "--cpus-per-job", "8",
+         "--array-parallelism", "1", "--signal-delay-s", "300", "--no-wait"], capsys,
+        monkeypatch)
+    assert code == 0, err
+    assert "submitted 2 job(s) (4242_0, 4242_1)" in printed
+    script = (bin_dir / "submitted.sh").read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=vision", "#SBATCH --time=90",
+                 "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH --array=0-1%1", "#SBATCH --signal=USR2@300",
+                 "#SBATCH --job-name=pebench-sweep"):
+        assert line in script, line
+    assert "submitit.core._submit" in script and str(tmp_path / "runs-logs") in script
+
+
+def test_slurm_without_a_cluster_is_one_line(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    code, _, err = run_cli(["sweep", "--methods", "lora", "--steps", "1", *SMALL, "--out",
+                            str(tmp_path / "runs"), "--executor", "slurm"], capsys,
+                           monkeypatch)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: --executor slurm cannot submit here (") and \
+        "run it on a SLURM login node" in line, line

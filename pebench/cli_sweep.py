@@ -66,9 +66,11 @@ def sweep_command(
     dry_run: Annotated[bool, typer.Option(
         help="list the runs and what would be skipped or resumed; run nothing")] = False,
 ) -> None:
-    """Run a grid (methods × --set axes × seeds) into one results folder. Settings that have a
-    completed record are skipped and interrupted ones resumed, so re-running the same command
-    finishes a sweep that was killed halfway."""
+    """Run a grid of settings into one results folder; running it again finishes it.
+
+    The grid is methods × --set axes × seeds. Settings that have a completed record are
+    skipped and interrupted ones resumed, so re-running the same command finishes a sweep
+    that was killed halfway."""
     from pebench.config import RunConfig
     from pebench.sweep import (
         check_buildable,

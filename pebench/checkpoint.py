@@ -44,14 +44,12 @@ def save_trainable_checkpoint(model: nn.Module, path: Path) -> None:
 
 @dataclass
 class TrainingState:
-    """A run between two steps. ``config`` is the run record's config and
-    ``weights_sha256`` the backbone weights it was trained from: a resume must match both."""
+    """A run between two steps. Its setting is in the run's record; ``weights_sha256`` names
+    the backbone weights it was trained from, which a resume must match."""
 
     run_id: str
-    config: dict[str, Any]
     weights_sha256: str | None
     step: int
-    total_steps: int
     model: dict[str, torch.Tensor]
     trainer: dict[str, Any]
     rng: dict[str, Any]

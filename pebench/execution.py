@@ -49,8 +49,8 @@ class Execution:
         self.weights = weights
         self.tasks: dict[str, Task] = {name: get_task(name) for name in config.tasks}
         self.saved_step: int | None = state.step if state is not None else None
-        self.train_s_before = state.train_s if state is not None else 0.0
-        self.segment: tuple[float, float | None] | None = None  # this process's training
+        self.train_s = state.train_s if state is not None else 0.0  # finished training time
+        self.training_since: float | None = None  # while this process trains
         self.last_save = time.monotonic()
 
     def run(self) -> None:
@@ -59,9 +59,8 @@ class Execution:
         self._setup()
         try:
             self._check_stop()
-            self._train()
-            self._save_state_if(self._segment_seconds() >= FINAL_STATE_AFTER_S
-                                or self.files.state.exists())
+            trained_s = self._train()
+            self._save_state_if(trained_s >= FINAL_STATE_AFTER_S or self.files.state.exists())
             self._finish()
         except StopRequested:
             self._interrupted()
@@ -115,8 +114,9 @@ class Execution:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-    def _train(self) -> None:
-        self.segment = (time.perf_counter(), None)
+    def _train(self) -> float:
+        """Train to the last step; returns the seconds this process trained."""
+        start = self.training_since = time.perf_counter()
         self.last_save = time.monotonic()
         steps = self.trainer.total_steps
         self._periodic_eval(self.trainer.step)  # one a resume may owe (stopped during it)
@@ -132,13 +132,9 @@ class Execution:
             try:
                 self.trainer.fit(self.batches, on_step)
             finally:
-                self.segment = (self.segment[0], time.perf_counter())
-
-    def _segment_seconds(self) -> float:
-        if self.segment is None:
-            return 0.0
-        start, end = self.segment
-        return (time.perf_counter() if end is None else end) - start
+                self.train_s += time.perf_counter() - start
+                self.training_since = None
+        return time.perf_counter() - start
 
     def _finish(self) -> None:
         record, config = self.record, self.config
@@ -175,8 +171,9 @@ class Execution:
         raise RunInterrupted(self.record, self.stop.reason)
 
     def _train_seconds(self) -> float:
-        """Training time over every process that trained this run."""
-        return self.train_s_before + self._segment_seconds()
+        """Training time over every process that trained this run, up to now."""
+        since = self.training_since
+        return self.train_s + (time.perf_counter() - since if since is not None else 0.0)
 
     def _check_stop(self) -> None:
         if self.stop.requested:
@@ -184,9 +181,9 @@ class Execution:
 
     def _periodic_eval(self, step: int) -> None:
         every = self.config.eval_every
-        done = {entry["step"] for entry in self.record.eval_history}
-        if every and step % every == 0 and 0 < step < self.trainer.total_steps \
-                and step not in done:
+        if not (every and step % every == 0 and 0 < step < self.trainer.total_steps):
+            return
+        if all(entry["step"] != step for entry in self.record.eval_history):
             metrics = evaluate(self.model, self.val_loader, self.tasks, self.info, self.device,
                                self.stop)
             self.record.eval_history.append(
@@ -203,10 +200,8 @@ class Execution:
         if not due or self.saved_step == step:
             return
         TrainingState(
-            run_id=self.record.run_id, config=self.record.config,
-            weights_sha256=self.record.weights.get("sha256"), step=step,
-            total_steps=self.trainer.total_steps,
-            model=trainable_tensors(self.model, every_buffer=True),
+            run_id=self.record.run_id, weights_sha256=self.record.weights.get("sha256"),
+            step=step, model=trainable_tensors(self.model, every_buffer=True),
             trainer=self.trainer.state_dict(), rng=capture_rng(),
             eval_history=list(self.record.eval_history),
             train_s=self._train_seconds(),

@@ -84,8 +84,10 @@ def caption_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def failed_lines(comparison: Comparison) -> list[str]:
-    return [f"{f.run_id} ({f.method}, {f.status}): {f.error}" for f in comparison.failed]
+def failed_lines(comparison: Comparison, status: str | None = None) -> list[str]:
+    """One line per run that did not complete (of ``status`` only, if given)."""
+    return [f"{f.run_id} ({f.method}, {f.status}): {f.error}" for f in comparison.failed
+            if status is None or f.status == status]
 
 
 UNFINISHED_HEADINGS = {
@@ -101,8 +103,7 @@ def unfinished_groups(comparison: Comparison) -> list[tuple[str, list[str]]]:
     """The runs that are not completed, under one heading per status."""
     groups = []
     for status, heading in UNFINISHED_HEADINGS.items():
-        lines = [f"{f.run_id} ({f.method}, {f.status}): {f.error}" for f in comparison.failed
-                 if f.status == status]
+        lines = failed_lines(comparison, status)
         if lines:
             groups.append((heading, lines))
     return groups

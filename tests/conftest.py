@@ -39,3 +39,16 @@ def fail_training_at(monkeypatch: pytest.MonkeyPatch, step: int) -> Callable[...
 
     monkeypatch.setattr(Trainer, "train_step", exploding)
     return original
+
+
+def interrupted_at_start(config: object) -> str:
+    """Run ``config`` (a RunConfig) with a stop asked for up front: a real ``interrupted``
+    record and state at step 0, in a second; returns its run id."""
+    from pebench.api import run
+    from pebench.interrupt import RunInterrupted, StopRequest
+
+    stop = StopRequest()
+    stop.request("SIGTERM")
+    with pytest.raises(RunInterrupted) as interrupted:
+        run(config, show_progress=False, stop=stop)  # type: ignore[arg-type]
+    return interrupted.value.record.run_id

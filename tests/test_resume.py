@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import run_cli
-from conftest import fail_training_at
+from conftest import fail_training_at, interrupted_at_start
 from processes import SMALL_RUN, finish, only_record, records, start, states, wait_for
 
 from pebench.api import resume, run
 from pebench.checkpoint import TrainingState
 from pebench.config import RunConfig
 from pebench.errors import PebenchError
-from pebench.interrupt import RunInterrupted, StopRequest
 
 STEPS = 40
 RUN = ["run", *SMALL_RUN, "--steps", str(STEPS), "--eval-every", "20", "--checkpoint-every", "5"]
@@ -93,15 +92,8 @@ def small_config(out: Path, **settings: object) -> RunConfig:
     return RunConfig(out=out, **values)
 
 
-def interrupted_at_start(out: Path, **settings: object) -> str:
-    """A run stopped before its first step (the stop is asked for up front): a real
-    interrupted record and state, in-process and in a second."""
-    stop = StopRequest()
-    stop.request("SIGTERM")
-    config = small_config(out, steps=3, **settings)
-    with pytest.raises(RunInterrupted) as interrupted:
-        run(config, show_progress=False, stop=stop)
-    return interrupted.value.record.run_id
+def stopped_at_start(out: Path, **settings: object) -> str:
+    return interrupted_at_start(small_config(out, steps=3, **settings))
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -115,7 +107,7 @@ def test_resuming_under_another_setting_is_refused(flags: list[str], message: st
                                                    tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    run_id = interrupted_at_start(tmp_path)
+    run_id = stopped_at_start(tmp_path)
     before = (tmp_path / f"{run_id}.json").read_bytes()
     code, _, err = run_cli(["run", "--resume", run_id, "--out", str(tmp_path), *flags],
                            capsys, monkeypatch)
@@ -133,7 +125,7 @@ def test_other_backbone_weights_are_refused_by_sha256(tmp_path: Path) -> None:
     weights = tmp_path / "swin-nano.pth"
     torch.manual_seed(0)
     torch.save(SwinEncoder(BACKBONES.get("swin-nano"), 64).model.state_dict(), weights)
-    run_id = interrupted_at_start(tmp_path / "runs", weights=str(weights))
+    run_id = stopped_at_start(tmp_path / "runs", weights=str(weights))
     torch.manual_seed(1)
     torch.save(SwinEncoder(BACKBONES.get("swin-nano"), 64).model.state_dict(), weights)
     with pytest.raises(PebenchError, match=r"its backbone weights had sha256 [0-9a-f]{64}, "):
@@ -141,7 +133,7 @@ def test_other_backbone_weights_are_refused_by_sha256(tmp_path: Path) -> None:
 
 
 def test_resume_finishes_a_run_stopped_before_its_first_step(tmp_path: Path) -> None:
-    run_id = interrupted_at_start(tmp_path)
+    run_id = stopped_at_start(tmp_path)
     record = resume(run_id, tmp_path, show_progress=False)
     expected = run(small_config(tmp_path / "plain", steps=3), show_progress=False)
     assert record.status == "completed" and record.metrics == expected.metrics
@@ -162,7 +154,7 @@ def test_what_cannot_be_resumed_is_one_line(case: str, message: str, tmp_path: P
         reference = run(small_config(tmp_path, steps=1, method="decoder-only"),
                         show_progress=False).run_id
     elif case in ("corrupt", "no-state"):
-        reference = interrupted_at_start(tmp_path)
+        reference = stopped_at_start(tmp_path)
         state = tmp_path / f"{reference}.state.pt"
         if case == "corrupt":
             state.write_bytes(state.read_bytes()[:100])

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_cli
+from conftest import interrupted_at_start
 from processes import finish, records, start, states, wait_for
 
 from pebench.api import run
 from pebench.config import RunConfig
 from pebench.errors import PebenchError
-from pebench.interrupt import RunInterrupted, StopRequest
 from pebench.sweep import expand, parse_set_axes
 
 SMALL = ["--img-size", "64", "--batch-size", "2", "--eval-batch-size", "64", "--weights",
@@ -73,10 +73,7 @@ def test_the_dry_run_plans_against_existing_records(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "runs"
     done = run(small("decoder-only", 0, out, steps=40), show_progress=False)
-    stop = StopRequest()
-    stop.request("SIGTERM")
-    with pytest.raises(RunInterrupted) as interrupted:
-        run(small("lora", 1, out), show_progress=False, stop=stop)
+    interrupted = interrupted_at_start(small("lora", 1, out))
     other = run(small("decoder-only", 1, out, steps=3), show_progress=False)  # not in the grid
     before = sorted(p.name for p in out.iterdir())
     code, printed, _ = run_cli([*GRID, "--out", str(out), "--dry-run"], capsys, monkeypatch)
@@ -86,7 +83,7 @@ def test_the_dry_run_plans_against_existing_records(tmp_path: Path,
     assert lines[1:] == [f"  skip     decoder-only seed 0 ({done.run_id})",
                          "  new      decoder-only seed 1",
                          "  new      lora seed 0",
-                         f"  resume   lora seed 1 ({interrupted.value.record.run_id})"]
+                         f"  resume   lora seed 1 ({interrupted})"]
     assert sorted(p.name for p in out.iterdir()) == before, "a dry run writes nothing"
     assert other.run_id not in printed
 

@@ -212,12 +212,17 @@ class HyperAdapterMethod(Method):
         raise NotImplementedError
 
     def prepare(self) -> None:
-        z = self.conditioning()
+        # Sites are numbered layer-major (layer · P + position), so a stage's sites are one
+        # slice of z, and each generated tensor is unbound into its sites in one view: the
+        # backward of a slice or an unbind writes one gradient, whereas indexing every site
+        # separately would allocate a zero gradient of the whole tensor per site.
+        z = self.conditioning().flatten(1, 2)
         for stage in self._stages:
-            stage_z = torch.stack([z[:, s.layer, s.position] for s in stage.sites], dim=1)
-            weights = self.generate(stage_z, stage)
+            start = stage.sites[0].layer * len(POSITIONS) + stage.sites[0].position
+            weights = self.generate(z[:, start:start + len(stage.sites)], stage)
+            per_site = [w.unbind(1) for w in weights]
             for index, site in enumerate(stage.sites):
-                site.adapter.set_weights(tuple(w[:, index] for w in weights))
+                site.adapter.set_weights(tuple(parts[index] for parts in per_site))
 
 
 @register_method
@@ -278,15 +283,23 @@ class ScalingKernels(nn.Module):
 
 def kron_per_site(template: torch.Tensor, scaling: torch.Tensor) -> torch.Tensor:
     """Template (T, S, a, b) ⊗ scaling (S, s, s) → (T, S, a·s, b·s); vectors (T, S, a) ⊗ (S, s)
-    → (T, S, a·s). Entry [i·s + u, j·s + v] is template[i, j] · scaling[u, v]."""
-    if template.dim() == 3:
-        tasks, sites, a = template.shape
-        s = scaling.shape[-1]
-        return (template[..., :, None] * scaling[None, :, None, :]).reshape(tasks, sites, a * s)
-    tasks, sites, a, b = template.shape
+    → (T, S, a·s). Entry [i·s + u, j·s + v] is template[i, j] · scaling[u, v].
+
+    Computed as outer products by a batched matrix product with an inner dimension of 1,
+    then interleaved: the same values as a broadcast product, but backwards each factor's
+    gradient is a matrix product instead of a broadcast multiply and a reduction (2× faster
+    on a CPU)."""
+    tasks, sites = template.shape[:2]
     s = scaling.shape[-1]
-    product = template[:, :, :, None, :, None] * scaling[None, :, None, :, None, :]
-    return product.reshape(tasks, sites, a * s, b * s)
+    if template.dim() == 3:
+        a = template.shape[2]
+        right = scaling.reshape(1, sites, 1, s).expand(tasks, sites, 1, s)
+        return torch.matmul(template.unsqueeze(-1), right).reshape(tasks, sites, a * s)
+    a, b = template.shape[2:]
+    right = scaling.reshape(1, sites, 1, s * s).expand(tasks, sites, 1, s * s)
+    outer = torch.matmul(template.reshape(tasks, sites, a * b, 1), right)
+    interleaved = outer.view(tasks, sites, a, b, s, s).permute(0, 1, 2, 4, 3, 5)
+    return interleaved.reshape(tasks, sites, a * s, b * s)
 
 
 @register_method

@@ -13,10 +13,12 @@ import torch
 from pebench.checkpoint import TrainingState
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS
+from pebench.distributed import broadcast_object, check_divides, joined, ranks_from_environment
 from pebench.errors import PebenchError
 from pebench.execution import Execution, file_sha256, resolve_weights
 from pebench.interrupt import RunInterrupted, StopRequest
 from pebench.model import build_model
+from pebench.precision import check_precision
 from pebench.preflight import check_output_dir, resolve_device
 from pebench.results import (
     RunRecord,
@@ -36,23 +38,30 @@ def run(config: RunConfig, show_progress: bool = True,
 
     Invalid settings raise PebenchError before anything is written. Once the run has started,
     a stop request ends it as ``interrupted`` (RunInterrupted) with its state saved, and any
-    failure is recorded as ``status: failed`` with its error and then re-raised.
+    failure is recorded as ``status: failed`` with its error and then re-raised. Under
+    torchrun every process calls this; rank 0 names and records the run.
     """
     config = config.resolved()
+    ranks = ranks_from_environment()
+    check_divides(ranks, config.batch_size)
     device = resolve_device(config.device)
-    check_output_dir(config.out)
+    check_precision(config.precision, device)
+    if ranks.is_main:
+        check_output_dir(config.out)
     check_method_fits(config)
-    lock = RunLock.reserve(config.out, lambda: new_run_id(
-        config.method, config.dataset, config.backbone, config.seed))
-    record = RunRecord(
-        run_id=lock.files.run_id, created_at=now_iso(), method=config.method,
-        method_config=jsonable(method_config(config.method, config.method_overrides)),
-        tasks=list(config.tasks or ()), dataset=config.dataset, backbone=config.backbone,
-        img_size=config.img_size or 0, seed=config.seed, steps=config.steps or 0,
-        config=jsonable(config), versions=software_versions(), git_commit=git_commit())
-    execution = Execution(config, device, record, lock.files, stop or StopRequest(),
-                          show_progress)
-    return _supervised(execution, lock)
+    with joined(ranks, device) as device:
+        lock = RunLock.reserve(config.out, lambda: new_run_id(
+            config.method, config.dataset, config.backbone, config.seed)) if ranks.is_main else None
+        run_id = broadcast_object(ranks, lock.files.run_id if lock else None)
+        record = RunRecord(
+            run_id=str(run_id), created_at=now_iso(), method=config.method,
+            method_config=jsonable(method_config(config.method, config.method_overrides)),
+            tasks=list(config.tasks or ()), dataset=config.dataset, backbone=config.backbone,
+            img_size=config.img_size or 0, seed=config.seed, steps=config.steps or 0,
+            config=jsonable(config), versions=software_versions(), git_commit=git_commit())
+        execution = Execution(config, device, record, RunFiles(config.out, str(run_id)),
+                              stop or StopRequest(), show_progress, ranks=ranks)
+        return _supervised(execution, lock)
 
 
 def resume(reference: str | Path, out: Path = Path("results/runs"),
@@ -61,26 +70,33 @@ def resume(reference: str | Path, out: Path = Path("results/runs"),
     """Continue an interrupted, killed or failed run from its saved state, to the metrics the
     uninterrupted run would have had. ``reference`` is a run id in ``out`` or the path of a
     state file; ``changes`` are RunConfig fields the caller gave again, refused when they
-    change the setting (the device and the checkpoint cadence may change)."""
+    change the setting (the device, the checkpoint cadence and the loader workers may
+    change). Under torchrun every process calls this; rank 0 holds the run's lock."""
     files = locate_run(reference, out)
-    lock = RunLock.take(files)
+    ranks = ranks_from_environment()
+    lock = RunLock.take(files) if ranks.is_main else None
     try:
         record = _read_resumable_record(files)
         config = _resumed_config(record, changes or {}, files)
+        check_divides(ranks, config.batch_size)
         device = resolve_device(config.device)
+        check_precision(config.precision, device)
         state = TrainingState.load(files.state)
-        weights = resolve_weights(config, show_progress)
+        weights = resolve_weights(config, show_progress and ranks.is_main)
         sha = file_sha256(weights)
         if sha != state.weights_sha256:
             raise PebenchError(f"cannot resume run {files.run_id}: its backbone weights had "
                                f"sha256 {state.weights_sha256}, '{weights}' has {sha}.")
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
-    record.resumes.append({"step": state.step, "at": now_iso(), "device": str(device)})
-    execution = Execution(config, device, record, files, stop or StopRequest(), show_progress,
-                          state=state, weights=weights)
-    return _supervised(execution, lock)
+    with joined(ranks, device) as device:
+        record.resumes.append({"step": state.step, "at": now_iso(), "device": str(device),
+                               "processes": ranks.world_size})
+        execution = Execution(config, device, record, files, stop or StopRequest(),
+                              show_progress, state=state, weights=weights, ranks=ranks)
+        return _supervised(execution, lock)
 
 
 def locate_run(reference: str | Path, out: Path) -> RunFiles:
@@ -104,7 +120,8 @@ def _resumed_config(record: RunRecord, changes: dict[str, Any], files: RunFiles)
     config = dataclasses.replace(stored, **changes, out=files.out).resolved()
     asked = setting(jsonable(config), jsonable(method_config(config.method,
                                                              config.method_overrides)))
-    refused = differences(setting(record.config, record.method_config), asked, MOVABLE)
+    # The stored config through RunConfig: a field newer than the record has its default.
+    refused = differences(setting(jsonable(stored), record.method_config), asked, MOVABLE)
     if config.method != record.method:  # its hyperparameters differ too: say it once
         refused = [line for line in refused if line.startswith("--method")]
     if refused:
@@ -127,8 +144,8 @@ def _read_resumable_record(files: RunFiles) -> RunRecord:
     return record
 
 
-def _supervised(execution: Execution, lock: RunLock) -> RunRecord:
-    """Run it; record any failure; always give the run's lock back."""
+def _supervised(execution: Execution, lock: RunLock | None) -> RunRecord:
+    """Run it; record any failure; always give the run's lock back (rank 0 holds it)."""
     try:
         execution.run()
         return execution.record
@@ -139,7 +156,8 @@ def _supervised(execution: Execution, lock: RunLock) -> RunRecord:
                                  interrupted=isinstance(exc, KeyboardInterrupt))
         raise
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def check_method_fits(config: RunConfig) -> None:

@@ -52,7 +52,7 @@ class TrainingState:
     step: int
     model: dict[str, torch.Tensor]
     trainer: dict[str, Any]
-    rng: dict[str, Any]
+    rng: list[dict[str, Any]]  # the generators of every rank, in rank order
     eval_history: list[dict[str, Any]]
     train_s: float
     saved_at: str = ""
@@ -77,6 +77,12 @@ class TrainingState:
             raise PebenchError(f"'{path}' is not a {STATE_FORMAT} training state.")
         payload.pop("format")
         return cls(**payload)
+
+    def rng_of(self, rank: int) -> dict[str, Any]:
+        """The generator states rank ``rank`` restores. A run resumed on another number of
+        processes reuses them round-robin: it trains on, but no longer bit for bit."""
+        states = [self.rng] if isinstance(self.rng, dict) else self.rng  # single-process v1
+        return states[rank % len(states)]
 
     def load_model(self, model: nn.Module) -> None:
         """Put the saved tensors into ``model``; every saved name must exist there."""

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pebench.cli_bench import bench_command
 from pebench.cli_sweep import sweep_command
 from pebench.config import (
     DEFAULT_BATCH_SIZE,
@@ -77,6 +78,12 @@ def run_command(
     checkpoint_minutes: Annotated[float, typer.Option(
         help="save the resumable state every M minutes of training (0: only by steps)")]
         = DEFAULT_CHECKPOINT_MINUTES,
+    precision: Annotated[str, typer.Option(
+        help="fp32, or autocast to bf16 or fp16 (with a gradient scaler)")] = "fp32",
+    compile: Annotated[bool, typer.Option(help="torch.compile the forward pass")] = False,
+    workers: Annotated[int | None, typer.Option(
+        help="data loader processes (default: 0 on a CPU, a share of the cores on CUDA)")]
+        = None,
     resume: Annotated[str | None, typer.Option(
         help="continue an interrupted run: its run id (in --out) or its .state.pt file")]
         = None,
@@ -85,7 +92,8 @@ def run_command(
     """Train and evaluate one method; writes a run record (JSON) and a checkpoint.
 
     Ctrl-C or SIGTERM saves the training state and ends the run as interrupted, with the
-    command that resumes it."""
+    command that resumes it. Under torchrun (torchrun --nproc_per_node N -m pebench run ...)
+    the N processes train one run data-parallel."""
     from pebench.config import parse_overrides
     from pebench.interrupt import StopRequest, stop_on_signals
 
@@ -110,16 +118,22 @@ def run_command(
                 epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
                 seed=seed, device=device, out=out,
                 eval_every=eval_every, method_overrides=overrides,
-                checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
+                checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+                precision=precision, compile=compile, workers=workers)
             record = run(config, show_progress=not quiet, stop=stop)
-    _print_run(record, out)
+    from pebench.distributed import ranks_from_environment
+
+    if ranks_from_environment().is_main:
+        _print_run(record, out)
 
 
 # `pebench run` options that are RunConfig fields of the same name; given with --resume, each
-# must repeat the interrupted run's setting (the device and the checkpoint cadence may change).
+# must repeat the interrupted run's setting (the device, the checkpoint cadence and the loader
+# workers may change).
 _RUN_FIELDS = ("method", "tasks", "dataset", "data_root", "backbone", "weights", "img_size",
                "steps", "epochs", "batch_size", "eval_batch_size", "lr", "seed", "device",
-               "eval_every", "checkpoint_every", "checkpoint_minutes")
+               "eval_every", "checkpoint_every", "checkpoint_minutes", "precision", "compile",
+               "workers")
 
 
 def _given_settings(ctx: typer.Context, overrides: dict[str, str]) -> dict[str, object]:
@@ -158,6 +172,7 @@ def _print_run(record: RunRecord, out: Path) -> None:
 
 
 app.command("sweep")(sweep_command)
+app.command("bench")(bench_command)
 
 
 @app.command("list")

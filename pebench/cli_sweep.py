@@ -45,6 +45,11 @@ def sweep_command(
         = 0,
     checkpoint_minutes: Annotated[float, typer.Option(
         help="save each run's state every M minutes")] = DEFAULT_CHECKPOINT_MINUTES,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (autocast)")] = "fp32",
+    compile: Annotated[bool, typer.Option(help="torch.compile every run's forward pass")]
+        = False,
+    workers: Annotated[int | None, typer.Option(help="data loader processes of every run")]
+        = None,
     executor: Annotated[Executor, typer.Option(
         help="local (processes here), slurm (submitit), or submitit-local (the SLURM jobs, "
              "run here by submitit's local executor)")] = Executor.local,
@@ -99,7 +104,8 @@ def sweep_command(
         weights=weights if weights in ("auto", "none") else str(Path(weights).resolve()),
         img_size=img_size, steps=steps, epochs=epochs, batch_size=batch_size,
         eval_batch_size=eval_batch_size, lr=lr, eval_every=eval_every, device=device, out=out,
-        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
+        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+        precision=precision, compile=compile, workers=workers)
     axes = parse_set_axes(set_ or [])
     configs = expand(template, names, seed_list, axes)
     configs, left_out = check_buildable(configs, drop_unavailable=use_all)

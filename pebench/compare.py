@@ -31,7 +31,8 @@ from pebench.runs import METHOD_PREFIX, PRIMARY_PREFIX, RunFrame, Skipped, load_
 from pebench.task import get_task
 
 # Runs differing in these are different settings: always grouped apart, shown when they differ.
-SETTING_COLUMNS = ("dataset", "backbone", "tasks", "img_size", "steps")
+SETTING_COLUMNS = ("dataset", "backbone", "tasks", "img_size", "steps", "precision",
+                   "compile")
 # Runs differing in these are averaged together unless --group-by splits them, with a note.
 MIXING_COLUMNS = ("batch_size", "lr", "weight_decay", "warmup_fraction", "clip_grad_norm",
                   "weights_sha256", "epochs")

@@ -14,6 +14,7 @@ from pebench.backbones import BACKBONES
 from pebench.data.base import DATASETS, DatasetInfo
 from pebench.errors import PebenchError, unknown_name
 from pebench.method import METHODS
+from pebench.precision import PRECISIONS
 from pebench.task import TASKS
 
 DEFAULT_STEPS = 300
@@ -50,6 +51,11 @@ class RunConfig:
     # steps) and every M minutes of training (0: not by time). Neither changes the results.
     checkpoint_every: int = 0
     checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES
+    precision: str = "fp32"  # fp32, or autocast to bf16 / fp16 (pebench.precision)
+    compile: bool = False  # torch.compile the forward pass
+    # DataLoader worker processes for the training and evaluation data (None: by device,
+    # see pebench.loaders). Batches do not depend on it.
+    workers: int | None = None
 
     @classmethod
     def from_record(cls, config: dict[str, Any]) -> RunConfig:
@@ -103,6 +109,10 @@ class RunConfig:
         _at_least("--eval-batch-size", self.eval_batch_size, 1)
         _at_least("--eval-every", self.eval_every, 0)
         _at_least("--checkpoint-every", self.checkpoint_every, 0)
+        _at_least("--workers", self.workers, 0)
+        if self.precision not in PRECISIONS:
+            raise PebenchError(f"unknown --precision '{self.precision}'; valid: "
+                               f"{', '.join(PRECISIONS)}.")
         _at_least("--seed", self.seed, 0)
         if self.seed > MAX_SEED:
             raise PebenchError(f"--seed must be ≤ {MAX_SEED} (numpy's seed range), "

@@ -8,8 +8,10 @@ import torch
 from torch.nn import functional as F
 
 from pebench.data.base import DatasetInfo
+from pebench.distributed import SINGLE, Ranks, sum_meter
 from pebench.interrupt import StopRequest, StopRequested
 from pebench.model import MultiTaskModel
+from pebench.precision import autocast
 from pebench.task import Task
 
 Metrics = dict[str, dict[str, float]]
@@ -18,30 +20,40 @@ Metrics = dict[str, dict[str, float]]
 @torch.no_grad()
 def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
              tasks: dict[str, Task], info: DatasetInfo, device: torch.device,
-             stop: StopRequest | None = None) -> Metrics:
+             stop: StopRequest | None = None, precision: str = "fp32",
+             ranks: Ranks = SINGLE) -> Metrics:
     """Every meter value of every task over the whole split; a stop request ends it between
     two batches (StopRequested).
 
-    Hypernetwork weights are generated once (``prepare``) and reused for every batch. Outputs
-    are resized to the label size when a dataset evaluates at its original resolution.
+    Hypernetwork weights are generated once (``prepare``) and reused for every batch. The
+    forward pass runs at ``precision``; the meters get float32 outputs. Outputs are resized to
+    the label size when a dataset evaluates at its original resolution. Under data
+    parallelism each rank passes its share of the split and the meters' counts are summed,
+    so every rank returns the metrics of the whole split.
     """
     meters = {name: task.meter(info) for name, task in tasks.items()}
     was_training = model.training
     model.eval()
-    model.prepare()
+    with autocast(precision, device):
+        model.prepare()
     for batch in batches:
-        if stop is not None and stop.requested:
+        # Alone, a stop request ends an evaluation between two batches; ranks of a
+        # data-parallel run each pass a share and then sum meters, so they finish it first.
+        if stop is not None and stop.requested and not ranks.distributed:
             model.train(was_training)
             raise StopRequested
-        outputs = model(batch["image"].to(device))
+        with autocast(precision, device):
+            outputs = model(batch["image"].to(device, non_blocking=True))
         for name, task in tasks.items():
-            target = batch[name].to(device)
-            output = outputs[name]
+            target = batch[name].to(device, non_blocking=True)
+            output = outputs[name].float()
             if output.shape[-2:] != target.shape[-2:]:
                 output = F.interpolate(output, size=target.shape[-2:], mode="bilinear",
                                        align_corners=False)
             meters[name].update(task.predict(output), target)
     model.train(was_training)
+    for meter in meters.values():
+        sum_meter(ranks, meter)
     return {name: meters[name].compute() for name in tasks}
 
 

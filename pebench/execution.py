@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
 
 from pebench.checkpoint import TrainingState, save_trainable_checkpoint, trainable_tensors
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS
-from pebench.data.stream import BatchIndexStream
+from pebench.distributed import SINGLE, Ranks, agree, gather_objects
 from pebench.evaluate import Metrics, evaluate, primary_metrics
 from pebench.interrupt import RunInterrupted, StopRequest, StopRequested
+from pebench.loaders import default_workers, eval_loader, train_loader
 from pebench.model import MultiTaskModel, build_model
 from pebench.params import count_parameters
 from pebench.pretrain import ensure_embedded_weights
@@ -37,14 +37,16 @@ FINAL_STATE_AFTER_S = 60.0
 class Execution:
     def __init__(self, config: RunConfig, device: torch.device, record: RunRecord,
                  files: RunFiles, stop: StopRequest, show_progress: bool,
-                 state: TrainingState | None = None, weights: Path | None = None) -> None:
+                 state: TrainingState | None = None, weights: Path | None = None,
+                 ranks: Ranks = SINGLE) -> None:
         assert config.tasks is not None and config.img_size is not None
         self.config = config
         self.device = device
+        self.ranks = ranks
         self.record = record
         self.files = files
         self.stop = stop
-        self.show_progress = show_progress
+        self.show_progress = show_progress and ranks.is_main
         self.state = state
         self.weights = weights
         self.tasks: dict[str, Task] = {name: get_task(name) for name in config.tasks}
@@ -55,12 +57,14 @@ class Execution:
 
     def run(self) -> None:
         self.record.status = "running"
-        self.record.write(self.files.out)
+        self._write_record()
         self._setup()
         try:
             self._check_stop()
             trained_s = self._train()
-            self._save_state_if(trained_s >= FINAL_STATE_AFTER_S or self.files.state.exists())
+            (final_state,) = agree(self.ranks, trained_s >= FINAL_STATE_AFTER_S
+                                   or self.files.state.exists())
+            self._save_state_if(final_state)
             self._finish()
         except StopRequested:
             self._interrupted()
@@ -75,7 +79,11 @@ class Execution:
             self.record.error += f"; its state at step {self.saved_step} is kept"
         else:
             self.record.resume_command = None
-        self.record.write(self.files.out)
+        self._write_record()
+
+    def _write_record(self) -> None:
+        if self.ranks.is_main:  # one record per run, however many processes train it
+            self.record.write(self.files.out)
 
     def _setup(self) -> None:
         config, record = self.config, self.record
@@ -100,17 +108,24 @@ class Execution:
         record.params = count_parameters(self.model).as_dict()
         optim = OptimConfig(config.lr, config.weight_decay, config.warmup_fraction,
                             config.clip_grad_norm)
-        self.trainer = Trainer(self.model, self.tasks, steps, optim, self.device)
+        self.trainer = Trainer(self.model, self.tasks, steps, optim, self.device,
+                               config.precision, config.compile, self.ranks)
         if self.state is not None:
             self.state.load_model(self.model)
             self.trainer.load_state_dict(self.state.trainer)
             record.eval_history = list(self.state.eval_history)
-        self.batches = iter(_train_loader(train_set, config, self.trainer.step))
-        self.val_loader = _eval_loader(val_set, config)
+        workers = (config.workers if config.workers is not None
+                   else default_workers(self.device, self.ranks))
+        self.batches = iter(train_loader(train_set, config.batch_size, config.seed,
+                                         self.trainer.step, workers, self.device, self.ranks))
+        self.val_loader = eval_loader(val_set, config.eval_batch_size or config.batch_size,
+                                      workers, self.device, self.ranks)
         if self.state is not None:  # after the loader drew its seed, as the first run did
-            restore_rng(self.state.rng)
+            restore_rng(self.state.rng_of(self.ranks.rank))
+        record.runtime = {"device": str(self.device), "processes": self.ranks.world_size,
+                          "workers": workers}
         record.steps_done = self.trainer.step
-        record.write(self.files.out)
+        self._write_record()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -126,8 +141,10 @@ class Execution:
                 progress.update(step, losses)
                 self.record.steps_done = step
                 self._periodic_eval(step)
-                self._save_state_if(self._checkpoint_due(step))
-                self._check_stop()
+                save, stop = agree(self.ranks, self._checkpoint_due(step), self.stop.requested)
+                self._save_state_if(save)
+                if stop:
+                    raise StopRequested
 
             try:
                 self.trainer.fit(self.batches, on_step)
@@ -139,8 +156,7 @@ class Execution:
     def _finish(self) -> None:
         record, config = self.record, self.config
         start = time.perf_counter()
-        metrics: Metrics = evaluate(self.model, self.val_loader, self.tasks, self.info,
-                                    self.device, self.stop)
+        metrics = self._evaluate()
         eval_s = time.perf_counter() - start
         steps, train_s = self.trainer.total_steps, self._train_seconds()
         record.metrics = metrics
@@ -152,12 +168,14 @@ class Execution:
         reference = find_delta_m_reference(record, config.out, self.tasks)
         if reference is not None:
             record.delta_m, record.delta_m_reference = reference.delta_m, reference.describe()
-        save_trainable_checkpoint(self.model, self.files.checkpoint)
+        if self.ranks.is_main:
+            save_trainable_checkpoint(self.model, self.files.checkpoint)
         record.checkpoint = self.files.checkpoint.name
         record.status = "completed"
         record.error = record.resume_command = None
-        record.write(self.files.out)
-        self.files.state.unlink(missing_ok=True)  # a completed run is not resumed
+        self._write_record()
+        if self.ranks.is_main:
+            self.files.state.unlink(missing_ok=True)  # a completed run is not resumed
 
     def _interrupted(self) -> None:
         step = self.trainer.step
@@ -167,8 +185,12 @@ class Execution:
         self.record.error = (f"interrupted by {self.stop.reason} at step {step} of "
                              f"{self.trainer.total_steps}")
         self.record.timing["train_s"] = round(self._train_seconds(), 3)
-        self.record.write(self.files.out)
+        self._write_record()
         raise RunInterrupted(self.record, self.stop.reason)
+
+    def _evaluate(self) -> Metrics:
+        return evaluate(self.model, self.val_loader, self.tasks, self.info, self.device,
+                        self.stop, self.config.precision, self.ranks)
 
     def _train_seconds(self) -> float:
         """Training time over every process that trained this run, up to now."""
@@ -176,7 +198,7 @@ class Execution:
         return self.train_s + (time.perf_counter() - since if since is not None else 0.0)
 
     def _check_stop(self) -> None:
-        if self.stop.requested:
+        if agree(self.ranks, self.stop.requested)[0]:
             raise StopRequested
 
     def _periodic_eval(self, step: int) -> None:
@@ -184,8 +206,7 @@ class Execution:
         if not (every and step % every == 0 and 0 < step < self.trainer.total_steps):
             return
         if all(entry["step"] != step for entry in self.record.eval_history):
-            metrics = evaluate(self.model, self.val_loader, self.tasks, self.info, self.device,
-                               self.stop)
+            metrics = self._evaluate()
             self.record.eval_history.append(
                 {"step": step, "primary": primary_metrics(metrics, self.tasks)})
 
@@ -199,19 +220,21 @@ class Execution:
         step = self.trainer.step
         if not due or self.saved_step == step:
             return
-        TrainingState(
-            run_id=self.record.run_id, weights_sha256=self.record.weights.get("sha256"),
-            step=step, model=trainable_tensors(self.model, every_buffer=True),
-            trainer=self.trainer.state_dict(), rng=capture_rng(),
-            eval_history=list(self.record.eval_history),
-            train_s=self._train_seconds(),
-        ).save(self.files.state)
+        rng = gather_objects(self.ranks, capture_rng())  # every rank takes part
+        if self.ranks.is_main:
+            TrainingState(
+                run_id=self.record.run_id, weights_sha256=self.record.weights.get("sha256"),
+                step=step, model=trainable_tensors(self.model, every_buffer=True),
+                trainer=self.trainer.state_dict(), rng=rng,
+                eval_history=list(self.record.eval_history),
+                train_s=self._train_seconds(),
+            ).save(self.files.state)
         self.saved_step = step
         self.last_save = time.monotonic()
         # The record says the run is resumable, and from where, even if it is killed next.
         self.record.steps_done = step
-        self.record.resume_command = self.files.resume_command()
-        self.record.write(self.files.out)
+        self.record.resume_command = self.files.resume_command(self.ranks.world_size)
+        self._write_record()
 
 
 def resolve_weights(config: RunConfig, show_progress: bool) -> Path | None:
@@ -238,19 +261,6 @@ def _describe_weights(requested: str, path: Path | None) -> dict[str, object]:
         return {"source": "none", "path": None, "sha256": None}
     source = "embedded" if requested == "auto" else "file"
     return {"source": source, "path": str(path), "sha256": file_sha256(path)}
-
-
-def _train_loader(dataset: Dataset, config: RunConfig, start_batch: int) -> DataLoader:
-    stream = BatchIndexStream(len(dataset), config.batch_size, config.seed, start_batch)
-    return DataLoader(dataset, batch_sampler=stream, collate_fn=default_collate)
-
-
-def _eval_loader(dataset: Dataset, config: RunConfig) -> DataLoader:
-    # Its own generator: evaluating never moves the global one the training draws from, so
-    # a resume that repeats an interrupted evaluation trains exactly as the first run did.
-    return DataLoader(dataset, batch_size=config.eval_batch_size or config.batch_size,
-                      shuffle=False, collate_fn=default_collate,
-                      generator=torch.Generator().manual_seed(0))
 
 
 def _peak_memory(device: torch.device) -> tuple[float, str]:

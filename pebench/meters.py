@@ -11,6 +11,9 @@ split. The rules they share, and why:
   autograd does not keep the graph of every batch alive.
 * Accumulators are float64 / int64: a split of 5,000 images × 500×375 pixels has ~10⁹ valid
   pixels, beyond what float32 sums (24-bit mantissa) can count exactly.
+* ``accumulators`` names every attribute that sums over the split (counts, sums,
+  histograms) and nothing else: a split evaluated in shares by several processes gives the
+  meter of the whole split when these are summed (``pebench.distributed.sum_meter``).
 * ``compute`` returns plain Python floats. A meter that never saw a valid pixel returns NaN
   for every metric: "no evidence" must not look like a score of 0 (or 100).
 * Percent is used for IoU-, F-, accuracy- and fraction-like metrics, degrees for angles, the
@@ -88,6 +91,8 @@ class SegmentationMeter:
 
     ``compute`` returns ``{"mIoU", "pixel_acc"}`` in percent, NaN if no valid pixel was seen.
     """
+
+    accumulators = ("confusion",)
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         if num_classes < 1:
@@ -169,6 +174,8 @@ class SaliencyMeter:
     per-threshold means over images (F of the means, not a mean of per-image F). Both in
     percent. Images with no valid pixel are skipped; no image seen -> NaN.
     """
+
+    accumulators = ("_iou_sum", "_precision_sum", "_recall_sum", "num_images")
 
     def __init__(self, thresholds: torch.Tensor | None = None,
                  ignore_index: int = IGNORE_INDEX) -> None:
@@ -280,6 +287,7 @@ class NormalsMeter:
 
     THRESHOLDS: tuple[float, ...] = (11.25, 22.5, 30.0)
     BINS_PER_DEGREE: int = 100
+    accumulators = ("count", "_sum", "_sum_sq", "_within", "_histogram")
 
     def __init__(self) -> None:
         self.count = 0
@@ -352,6 +360,8 @@ class DepthMeter:
     undefined or meaningless for a non-positive depth (a negative prediction would otherwise
     give a negative ratio and count as "within 1.25"). All NaN if no valid pixel was seen.
     """
+
+    accumulators = ("count", "_sq", "_abs_rel", "_log_sq", "_delta")
 
     def __init__(self, min_depth: float = 1e-3) -> None:
         if min_depth <= 0:

@@ -54,6 +54,8 @@ class RunRecord:
     delta_m_reference: dict[str, Any] | None = None
     params: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+    # How it ran, which does not change what it computes: device, processes, loader workers.
+    runtime: dict[str, Any] = field(default_factory=dict)
     eval_history: list[dict[str, Any]] = field(default_factory=list)
     peak_memory_mb: float | None = None
     peak_memory_source: str | None = None

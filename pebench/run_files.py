@@ -47,8 +47,12 @@ class RunFiles:
     def of_state(cls, path: Path) -> RunFiles:
         return cls(path.parent, path.name.removesuffix(STATE_SUFFIX))
 
-    def resume_command(self) -> str:
-        return f"pebench run --resume {self.run_id} --out {shlex.quote(str(self.out))}"
+    def resume_command(self, processes: int = 1) -> str:
+        """The command that continues the run; a data-parallel run is resumed by torchrun
+        with as many processes (any other number also works, see TrainingState.rng_of)."""
+        launcher = (f"torchrun --nproc_per_node {processes} -m pebench" if processes > 1
+                    else "pebench")
+        return f"{launcher} run --resume {self.run_id} --out {shlex.quote(str(self.out))}"
 
 
 class RunLock:

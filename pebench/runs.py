@@ -137,6 +137,9 @@ def _row(record: RunRecord, path: Path) -> dict[str, Any]:
         "params_trainable": record.params.get("trainable"),
         "train_s": math.nan if train_s is None else train_s, "step_ms": step_ms,
         "path": str(path), "delta_m": record.delta_m,
+        # Records from before these options ran in fp32, uncompiled.
+        "precision": record.config.get("precision", "fp32"),
+        "compile": bool(record.config.get("compile", False)),
     }
     for key, value in record.config.items():
         if key not in row and key not in ("out", "method_overrides"):

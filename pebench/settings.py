@@ -15,7 +15,7 @@ from typing import Any
 METHOD_PREFIX = "method."
 # Fields of RunConfig that say how or where a run executes, not what it computes.
 NOT_SETTINGS = frozenset({"device", "out", "checkpoint_every", "checkpoint_minutes",
-                          "method_overrides"})
+                          "method_overrides", "workers"})
 # Setting fields a resume may change: a moved weights file is checked by its sha256 instead,
 # and a moved dataset folder holds the same files.
 MOVABLE = frozenset({"weights", "data_root"})

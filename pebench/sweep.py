@@ -162,8 +162,12 @@ def run_arguments(config: RunConfig) -> list[str]:
             "--lr", repr(config.lr), "--seed", str(config.seed), "--device", config.device,
             "--out", str(config.out), "--eval-every", str(config.eval_every),
             "--checkpoint-every", str(config.checkpoint_every),
-            "--checkpoint-minutes", repr(config.checkpoint_minutes)]
-    optional = {"--tasks": ",".join(config.tasks) if config.tasks else None,
+            "--checkpoint-minutes", repr(config.checkpoint_minutes),
+            "--precision", config.precision]
+    if config.compile:
+        args.append("--compile")
+    optional = {"--workers": config.workers,
+                "--tasks": ",".join(config.tasks) if config.tasks else None,
                 "--data-root": config.data_root, "--img-size": config.img_size,
                 "--steps": config.steps if config.epochs is None else None,
                 "--epochs": config.epochs, "--eval-batch-size": config.eval_batch_size}

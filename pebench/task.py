@@ -36,7 +36,13 @@ IGNORE_INDEX = 255
 
 
 class Meter(Protocol):
-    """Accumulates over a whole split; ``compute`` returns every metric of the task."""
+    """Accumulates over a whole split; ``compute`` returns every metric of the task.
+
+    ``accumulators`` names the attributes (tensors, ints or floats) that are sums over the
+    split's images: a data-parallel evaluation sums them across processes before
+    ``compute``, so the meter must hold nothing else that depends on the images."""
+
+    accumulators: tuple[str, ...]
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None: ...
 

@@ -97,6 +97,8 @@ class EdgeMeter:
     ground-truth edge pixel. See the module docstring for how this differs from SEISM.
     """
 
+    accumulators = ("predicted", "predicted_matched", "truth_found", "truth")
+
     def __init__(self, tolerance: float, thresholds: torch.Tensor = EDGE_THRESHOLDS,
                  ignore_index: int = IGNORE_INDEX) -> None:
         if not tolerance > 0:

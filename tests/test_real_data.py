@@ -17,6 +17,7 @@ from pebench.data.files import DataFileError
 from pebench.data.fixtures import Fixture, write_fixture
 from pebench.data.folder import FolderDataset
 from pebench.data.infos import NYUD, PASCAL_CONTEXT, dataset_info
+from pebench.data.stream import BatchIndexStream, Draw
 from pebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 DATASET_NAMES = ("pascal-context", "nyud")
@@ -184,20 +185,38 @@ def test_person_index_is_cached_in_the_user_cache_keyed_by_content(
     assert entry.is_file()
 
 
-def test_augmented_training_samples_follow_torch_seed(fixtures: dict[str, Fixture]) -> None:
+def test_augmented_training_samples_follow_their_draw_seed(
+        fixtures: dict[str, Fixture]) -> None:
     dataset = build("pascal-context", fixtures["pascal-context"].root, "train", train=True)
     torch.manual_seed(3)
-    first = dataset[0]
-    torch.manual_seed(3)
-    again = dataset[0]
-    torch.manual_seed(4)
-    other = dataset[0]
+    first = dataset[Draw(0, 11)]
+    torch.manual_seed(4)  # the global generator plays no part
+    again = dataset[Draw(0, 11)]
+    other = dataset[Draw(0, 12)]
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["image"], other["image"])
     for task in ("semseg", "saliency", "edge", "human_parts"):
         values = set(first[task].unique().tolist())
         allowed = {0, 1, 255} if task in ("saliency", "edge") else {*range(21), 255}
         assert values <= allowed, task
+    with pytest.raises(ValueError, match="Draw"):
+        dataset[0]
+
+
+def test_augmented_batches_do_not_depend_on_the_number_of_workers(
+        fixtures: dict[str, Fixture]) -> None:
+    dataset = build("pascal-context", fixtures["pascal-context"].root, "train", train=True)
+
+    def batches(workers: int) -> list[dict[str, torch.Tensor]]:
+        stream = BatchIndexStream(len(dataset), 2, seed=5, start_batch=1)
+        loader = DataLoader(dataset, batch_sampler=stream, num_workers=workers)
+        iterator = iter(loader)
+        return [next(iterator) for _ in range(3)]
+
+    alone, with_workers = batches(0), batches(2)
+    for one, other in zip(alone, with_workers, strict=True):
+        assert all(torch.equal(one[k], other[k]) for k in one)
+    assert not torch.equal(alone[0]["image"], alone[1]["image"])
 
 
 def test_worker_errors_stay_one_line(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from pebench.data.augment import IDENTITY, TargetKind, random_geometry, warp_image, warp_target
 from pebench.data.base import DatasetSource, Sample
 from pebench.data.files import DataFileError, read_image
+from pebench.data.stream import Draw, unpack
 from pebench.data.transforms import normalize_image
 from pebench.errors import PebenchError
 
@@ -88,9 +89,9 @@ class FolderDataset(Dataset[Sample]):
     the size the models predict at. Every file the split needs is looked for up front, so a
     missing file stops the run before training, not hours into it.
 
-    The random augmentation of a sample is drawn from torch's global generator, which
-    ``pebench run`` seeds and DataLoader workers re-seed per worker, so a run is
-    reproducible for a given seed and number of workers.
+    The random augmentation of a training sample is drawn from the seed its
+    :class:`~pebench.data.stream.Draw` carries, so a run is reproducible and resumable
+    whatever the number of loader workers or processes.
     """
 
     def __init__(self, layout: FolderLayout, split: str, img_size: int,
@@ -120,11 +121,14 @@ class FolderDataset(Dataset[Sample]):
         shape = (image.shape[0], image.shape[1])
         return image, {t: self.layout.read_target(t, image_id, shape) for t in self.tasks}
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, item: int | Draw) -> Sample:
+        index, seed = unpack(item)
         image, targets = self.raw(index)
         geometry = IDENTITY
         if self.train:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
+            if seed is None:
+                raise ValueError("a training sample is asked for by a Draw (index and "
+                                 "augmentation seed), as BatchIndexStream yields them")
             geometry = random_geometry(np.random.default_rng(seed))
         sample: Sample = {"image": normalize_image(warp_image(image, geometry, self.img_size))}
         for task, target in targets.items():

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from pebench.data.base import DatasetInfo, DatasetSource, Sample, register_dataset
 from pebench.data.scenes import MIN_SIZE, NUM_PART_CLASSES, NUM_SEMSEG_CLASSES, generate_scene
+from pebench.data.stream import Draw, unpack
 from pebench.data.transforms import normalize_image
 from pebench.errors import PebenchError
 
@@ -56,7 +57,8 @@ class SyntheticScenes(Dataset[Sample]):
     def __len__(self) -> int:
         return SPLIT_SIZES[self.split]
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, item: int | Draw) -> Sample:
+        index, _ = unpack(item)  # no augmentation: the draw's seed is not needed
         n = len(self)
         if index < 0:
             index += n

@@ -1,0 +1,77 @@
+"""Data-parallel runs under torchrun: two real gloo processes on the CPU against one."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pebench.api import run
+from pebench.config import RunConfig
+from tests.processes import SMALL_RUN, only_record, pebench_command, states, wait_for
+
+STEPS = 40
+# Training in two processes normalises each decoder BatchNorm over a rank's half of the
+# batch (gloo on a CPU has no SyncBatchNorm), so it is the same run only to a tolerance:
+# measured after 40 steps, 0.26 / 0.00 / 0.82 points and 0.01° apart.
+TOLERANCE = {"semseg": 1.5, "human_parts": 1.5, "saliency": 2.5, "normals": 0.5}
+
+
+def torchrun(*args: str) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2"]
+    return launcher + pebench_command(*args)[1:]
+
+
+def finish(command: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_evaluate_the_same_weights_as_one(tmp_path: Path) -> None:
+    # 0 steps: both evaluate the seed's initial model. One image per batch and one thread
+    # per process, so every image goes through the very same kernels in both.
+    args = ["run", *SMALL_RUN, "--steps", "0", "--eval-batch-size", "1", "--device", "cpu"]
+    finish(pebench_command(*args, "--out", str(tmp_path / "one")), {"OMP_NUM_THREADS": "1"})
+    finish(torchrun(*args, "--out", str(tmp_path / "two")))
+    one, two = only_record(tmp_path / "one"), only_record(tmp_path / "two")
+    assert two["runtime"]["processes"] == 2 and one["runtime"]["processes"] == 1
+    for task, metrics in one["metrics"].items():
+        for name, value in metrics.items():
+            # Summed counts: exact. Float64 sums added in another order: within 1e-12.
+            assert math.isclose(two["metrics"][task][name], value, rel_tol=1e-12), (task, name)
+    assert two["metrics"]["semseg"] == one["metrics"]["semseg"]  # a confusion matrix of counts
+
+
+def test_torchrun_run_resumes_exactly_and_matches_one_process(tmp_path: Path) -> None:
+    args = ["run", *SMALL_RUN, "--steps", str(STEPS), "--batch-size", "4", "--device", "cpu"]
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(torchrun(*args, "--checkpoint-every", "2", "--out",
+                                        str(interrupted)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: bool(states(interrupted)), "the first saved state", process=process)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
+    process.communicate(timeout=120)
+    record = only_record(interrupted)
+    assert record["status"] == "interrupted", record["error"]
+    assert 2 <= record["steps_done"] < STEPS
+    assert record["resume_command"].startswith("torchrun --nproc_per_node 2 -m pebench run")
+    finish(torchrun("run", "--resume", record["run_id"], "--out", str(interrupted), "--quiet"))
+
+    finish(torchrun(*args, "--out", str(tmp_path / "straight")))
+    resumed, straight = only_record(interrupted), only_record(tmp_path / "straight")
+    assert resumed["status"] == "completed"
+    assert resumed["resumes"][0]["processes"] == 2
+    assert resumed["metrics"] == straight["metrics"]  # every rank's generators restored
+    assert sorted(p.suffix for p in interrupted.iterdir()) == [".json", ".safetensors"]
+
+    alone = run(RunConfig(method="lora", img_size=64, batch_size=4, eval_batch_size=64,
+                          steps=STEPS, weights="none", device="cpu", out=tmp_path / "one"),
+                show_progress=False)
+    for task, tolerance in TOLERANCE.items():
+        assert abs(straight["primary"][task] - alone.primary[task]) < tolerance, (
+            task, straight["primary"], alone.primary)

@@ -81,14 +81,19 @@ class Row:
     saved_mb: float  # activations autograd keeps for the backward pass
     peak_mb: float | None  # CUDA only: the step's peak allocation
     task_shared: bool  # one set of encoder features serves every task
-    loop_ms: float | None = None  # task-specific methods: the per-task loop's step
+    # Task-specific methods: the step in both executions (one of them is step_ms, the default)
+    execution: str | None = None
+    loop_ms: float | None = None
+    batched_ms: float | None = None
     vs_floor: float | None = None
     vs_backprop_floor: float | None = None
     vs_full: float | None = None
 
     @property
     def loop_over_batched(self) -> float | None:
-        return None if self.loop_ms is None else self.loop_ms / self.step_ms
+        if self.loop_ms is None or self.batched_ms is None:
+            return None
+        return self.loop_ms / self.batched_ms
 
 
 def variants(methods: list[str]) -> list[Variant]:
@@ -119,8 +124,8 @@ def measure(variant: Variant, setting: BenchSetting, batch: Batch,
     model = build_model(variant.method, config, setting.backbone, setting.img_size,
                         setting.tasks, info).to(device)
     batch = {k: v.to(device) for k, v in batch.items()}
-    if backprop:
-        batch["image"].requires_grad_(True)
+    if backprop:  # a new tensor object: the caller's batch stays without gradient
+        batch["image"] = batch["image"].detach().requires_grad_(True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step_ms = _median_ms(lambda: _train_step(model, setting, batch), setting)
@@ -129,21 +134,24 @@ def measure(variant: Variant, setting: BenchSetting, batch: Batch,
     prepare_ms = (_median_ms(lambda: _prepare_forward_backward(model, setting), setting)
                   if _generated_slots(model) else None)
     eval_ms = _median_ms(lambda: _eval_forward(model, setting, batch["image"]), setting)
-    loop_ms = None
-    if getattr(config, "execution", None) == "batched" and model.method.task_specific_encoder:
-        looped = dataclasses.replace(variant, overrides={**variant.overrides,
-                                                         "execution": "loop"})
-        loop_model = build_model(looped.method, method_config(looped.method, looped.overrides),
-                                 setting.backbone, setting.img_size, setting.tasks,
-                                 info).to(device)
-        loop_ms = _median_ms(lambda: _train_step(loop_model, setting, batch), setting)
+    execution = getattr(config, "execution", None) if model.method.task_specific_encoder else None
+    steps = {}
+    if execution is not None:  # the other execution, on a model of its own
+        other = "loop" if execution == "batched" else "batched"
+        overrides = {**variant.overrides, "execution": other}
+        other_model = build_model(variant.method, method_config(variant.method, overrides),
+                                  setting.backbone, setting.img_size, setting.tasks,
+                                  info).to(device)
+        steps = {execution: step_ms,
+                 other: _median_ms(lambda: _train_step(other_model, setting, batch), setting)}
     return Row(label=variant.label, method=variant.method,
                trainable=count_parameters(model).trainable, step_ms=step_ms,
                samples_per_s=setting.batch_size / step_ms * 1e3,
                eval_images_per_s=setting.batch_size / eval_ms * 1e3,
                prepare_share=None if prepare_ms is None else prepare_ms / step_ms,
                saved_mb=_saved_for_backward_mb(model, setting, batch), peak_mb=peak,
-               task_shared=not model.method.task_specific_encoder, loop_ms=loop_ms)
+               task_shared=not model.method.task_specific_encoder, execution=execution,
+               loop_ms=steps.get("loop"), batched_ms=steps.get("batched"))
 
 
 def bench(setting: BenchSetting, methods: list[str],

@@ -32,12 +32,16 @@ SHA = "ab" * 32
 def record(out: Path, method: str, seed: int, semseg: float, normals: float, trainable: int,
            train_s: float, *, steps: int = 300, dataset: str = "synthetic",
            backbone: str = "swin-nano", img_size: int = 96, batch_size: int = 8,
-           lr: float = 1e-3, status: str = "completed", error: str | None = None) -> RunRecord:
+           lr: float = 1e-3, status: str = "completed", error: str | None = None,
+           precision: str = "fp32") -> RunRecord:
     run = RunRecord(
         run_id=f"{method}-{dataset}-{steps}-b{batch_size}-lr{lr}-s{seed}",
         created_at="2024-05-01T12:00:00+00:00", method=method, method_config={"rank": 4},
         tasks=["semseg", "normals"], dataset=dataset, backbone=backbone, img_size=img_size,
-        seed=seed, steps=steps, config={"batch_size": batch_size, "lr": lr, "seed": seed},
+        seed=seed, steps=steps, config={"batch_size": batch_size, "lr": lr, "seed": seed,
+                                        # fp32: as records from before --precision, without it
+                                        **({"precision": precision} if precision != "fp32"
+                                           else {})},
         status=status, error=error,  # type: ignore[arg-type]
         weights={"source": "embedded", "path": None, "sha256": SHA},
         primary={"semseg": semseg, "normals": normals},
@@ -303,6 +307,15 @@ def test_reference_matching_is_one_rule(runs: Path) -> None:
     only_semseg = dataclasses.replace(ReferenceSetting.of(mtl), tasks=("semseg",))
     found = find_reference(only_semseg, records.values())
     assert found is not None and found.values == {"semseg": 42.0}
+
+
+def test_another_precision_is_another_setting(runs: Path) -> None:
+    record(runs, "lora_r4", 2, 30.0, 30.0, 400_000, 24.0, precision="bf16")
+    comparison = compare(runs)
+    assert "precision" in comparison.shown_columns
+    rows = sorted((r.setting["precision"], r.n) for r in comparison.ours
+                  if r.method == "lora_r4")
+    assert rows == [("bf16", 1), ("fp32", 2)]  # records before --precision count as fp32
 
 
 def test_group_by_splits_rows_and_mixing_is_noted(runs: Path) -> None:

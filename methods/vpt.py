@@ -43,10 +43,11 @@ Hyperparameters (``--set``), with the values the VPT paper and code use where th
   set for all tasks (``encoder_shared``) and runs the encoder once.
 * ``execution`` = loop, unlike the other task-specific methods: the encoder runs task by
   task; ``batched`` runs one task-batched pass (each task's prompts go to its chunk of the
-  T·B images) with the same result. With 50 prompts a 7×7 window attends over 99 tokens,
-  so batching adds no parallelism the matrix products lacked, while it holds every task's
-  attention maps at once (``pebench bench``: 460 MiB saved for backward against 140 MiB
-  per task) and was 8-18% slower per step on a 2-core CPU. Ignored when ``shared``.
+  T·B images) with the same result. With 50 prompts a window attends over 50 more
+  tokens than it has (59 on swin-nano's 3×3 windows, 99 on Swin-T's 7×7), so batching adds
+  little parallelism the matrix products lacked, while it holds every task's attention maps
+  at once (``pebench bench``: 456 MiB saved for backward against 139 MiB for one shared
+  pass) and was 2-22% slower per step on a 2-core CPU. Ignored when ``shared``.
 """
 
 from __future__ import annotations

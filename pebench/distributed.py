@@ -86,11 +86,11 @@ def sum_across(ranks: Ranks, values: torch.Tensor) -> torch.Tensor:
     """The elementwise sum of ``values`` over every rank (``values`` itself when alone)."""
     if not ranks.distributed:
         return values
-    backend_device = values.device
+    home = values.device
     if dist.get_backend() == "nccl" and values.device.type != "cuda":
         values = values.cuda()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values.to(backend_device)
+    return values.to(home)
 
 
 def agree(ranks: Ranks, *flags: bool) -> tuple[bool, ...]:

@@ -144,7 +144,7 @@ class Execution:
                 save, stop = agree(self.ranks, self._checkpoint_due(step), self.stop.requested)
                 self._save_state_if(save)
                 if stop:
-                    raise StopRequested
+                    self._stop_with_the_others()
 
             try:
                 self.trainer.fit(self.batches, on_step)
@@ -199,7 +199,13 @@ class Execution:
 
     def _check_stop(self) -> None:
         if agree(self.ranks, self.stop.requested)[0]:
-            raise StopRequested
+            self._stop_with_the_others()
+
+    def _stop_with_the_others(self) -> None:
+        """Stop here: this process was asked to, or another rank of the run was."""
+        if not self.stop.requested:
+            self.stop.request("a stop request to another process of the run")
+        raise StopRequested
 
     def _periodic_eval(self, step: int) -> None:
         every = self.config.eval_every

@@ -52,6 +52,11 @@ class Trainer:
         self.parameter_sets = model.parameter_sets()
         self.network: nn.Module = model
         if ranks.distributed:
+            if device.type == "cuda":
+                # Batch statistics over the global batch, as one process computes them (in
+                # place: the same parameters and buffers). gloo on a CPU has no SyncBatchNorm,
+                # so there each rank normalises over its share.
+                nn.SyncBatchNorm.convert_sync_batchnorm(model)
             # The hypernetworks run in prepare(), outside forward(); their parameters still
             # get their gradients averaged, as DDP's hooks sit on every parameter.
             self.network = DistributedDataParallel(

@@ -52,7 +52,8 @@ def bench_command(
     format: Annotated[Format, typer.Option(help="table or json")] = Format.table,
 ) -> None:
     """Time the training step of every method against the frozen-backbone floor
-    (decoder-only) and full fine-tuning (mtl-full), or with --data the input pipeline."""
+    (decoder-only), the backprop floor and full fine-tuning (mtl-full), or with --data the
+    input pipeline."""
     from pebench.config import check_img_size
     from pebench.precision import PRECISIONS, check_precision
     from pebench.preflight import resolve_device

@@ -114,18 +114,34 @@ def bench_batch(setting: BenchSetting) -> Batch:
     return default_collate([split[i] for i in range(setting.batch_size)])
 
 
-def measure(variant: Variant, setting: BenchSetting, batch: Batch,
-            backprop: bool = False) -> Row:
-    """One row; ``backprop``: gradients flow back to the image (the backprop floor)."""
-    device = setting.device
+def _prepared(variant: Variant, setting: BenchSetting, batch: Batch,
+              backprop: bool) -> tuple[Any, MultiTaskModel, Batch]:
+    """The variant's config, its model and the batch on the device; ``backprop``: the image
+    needs a gradient (a new tensor object: the caller's batch stays without one)."""
     torch.manual_seed(0)
     info = DATASETS.get(BENCH_DATASET).info
     config = method_config(variant.method, variant.overrides)
     model = build_model(variant.method, config, setting.backbone, setting.img_size,
-                        setting.tasks, info).to(device)
-    batch = {k: v.to(device) for k, v in batch.items()}
-    if backprop:  # a new tensor object: the caller's batch stays without gradient
+                        setting.tasks, info).to(setting.device)
+    batch = {k: v.to(setting.device) for k, v in batch.items()}
+    if backprop:
         batch["image"] = batch["image"].detach().requires_grad_(True)
+    return config, model, batch
+
+
+def training_step_ms(variant: Variant, setting: BenchSetting, batch: Batch,
+            backprop: bool = False) -> float:
+    """The median training step alone (the floors' second measurement)."""
+    _, model, batch = _prepared(variant, setting, batch, backprop)
+    return _median_ms(lambda: _train_step(model, setting, batch), setting)
+
+
+def measure(variant: Variant, setting: BenchSetting, batch: Batch,
+            backprop: bool = False) -> Row:
+    """One row; ``backprop``: gradients flow back to the image (the backprop floor)."""
+    device = setting.device
+    config, model, batch = _prepared(variant, setting, batch, backprop)
+    info = DATASETS.get(BENCH_DATASET).info
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step_ms = _median_ms(lambda: _train_step(model, setting, batch), setting)
@@ -159,23 +175,19 @@ def bench(setting: BenchSetting, methods: list[str],
     """The three floors, then every variant of ``methods`` with its ratios to them; the
     floors are measured again at the end and their rows and ratios use both."""
     batch = bench_batch(setting)
-
-    def floors() -> dict[str, Row]:
-        return {FLOOR: measure(Variant(FLOOR, FLOOR), setting, batch),
-                BACKPROP_FLOOR: measure(Variant(BACKPROP_FLOOR, FLOOR), setting, batch,
-                                        backprop=True),
-                FULL: measure(Variant(FULL, FULL), setting, batch)}
-
-    before = floors()
+    floors = {FLOOR: Variant(FLOOR, FLOOR), BACKPROP_FLOOR: Variant(BACKPROP_FLOOR, FLOOR),
+              FULL: Variant(FULL, FULL)}
+    before = {name: measure(v, setting, batch, backprop=name == BACKPROP_FLOOR)
+              for name, v in floors.items()}
     rows = [before[BACKPROP_FLOOR]]
     for variant in variants(methods):
         row = before.get(variant.label) or measure(variant, setting, batch)
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    after = floors()
-    for name, row in before.items():
-        row.step_ms = (row.step_ms + after[name].step_ms) / 2
+    for name, row in before.items():  # the floors' steps again: the mean of both ends
+        again = training_step_ms(floors[name], setting, batch, backprop=name == BACKPROP_FLOOR)
+        row.step_ms = (row.step_ms + again) / 2
         row.samples_per_s = setting.batch_size / row.step_ms * 1e3
     for row in rows:
         row.vs_floor = row.step_ms / before[FLOOR].step_ms

@@ -42,6 +42,7 @@ per step for every (task, layer, position) in ``prepare()``, never per sample.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -135,17 +136,23 @@ class MatrixGenerator(nn.Module):
         return torch.einsum("...p,rcp->...rc", z, weight) + bias
 
 
+# Decomposed factors: A_down (T, S, d, k), B_down (T, S, k, n), b_down (T, S, n, 1),
+# A_up (T, S, n, k), B_up (T, S, k, d), b_up (T, S, d, 1).
+Factors = tuple[torch.Tensor, ...]
+
+
 class DecomposedGenerators(nn.Module):
     """Polyhistor's Decomposed HyperNetworks for one adapter shape (rows d, bottleneck n):
     pairs of small hypernetworks emit A (d × k) and B (k × n) for the down weight and
     A (n × k), B (k × d) for the up weight, whose products are the weights, and two more emit
-    the biases. ``forward(z, d, n)`` may ask for a narrower corner."""
+    the biases, all sized for the widest adapter (``decomposed_weights`` takes the corner of
+    a narrower one)."""
 
     param_group = OTHER
 
     def __init__(self, in_dim: int, rank: int, dim: int, bottleneck: int) -> None:
         super().__init__()
-        self.rank = rank
+        self.rank, self.dim, self.bottleneck = rank, dim, bottleneck
         self.down_left = MatrixGenerator(in_dim, dim, rank)
         self.down_right = MatrixGenerator(in_dim, rank, bottleneck)
         self.down_bias = MatrixGenerator(in_dim, bottleneck, 1)
@@ -153,14 +160,22 @@ class DecomposedGenerators(nn.Module):
         self.up_right = MatrixGenerator(in_dim, rank, dim, zero_init=True)
         self.up_bias = MatrixGenerator(in_dim, dim, 1, zero_init=True)
 
-    def forward(self, z: torch.Tensor, dim: int | None = None,
-                bottleneck: int | None = None) -> AdapterWeights:
-        d = dim or self.down_left.rows
-        n = bottleneck or self.down_right.cols
-        k = self.rank
-        down = self.down_left(z, d, k) @ self.down_right(z, k, n)
-        up = self.up_left(z, n, k) @ self.up_right(z, k, d)
-        return down, self.down_bias(z, n, 1)[..., 0], up, self.up_bias(z, d, 1)[..., 0]
+    def forward(self, z: torch.Tensor) -> Factors:
+        """The six factors at full size for every conditioning vector of z (T, S, p)."""
+        return tuple(generator(z) for generator in (self.down_left, self.down_right,
+                                                    self.down_bias, self.up_left,
+                                                    self.up_right, self.up_bias))
+
+
+def decomposed_weights(factors: Factors, sites: slice, dim: int,
+                       bottleneck: int) -> AdapterWeights:
+    """The adapter weights of ``sites`` from their factors, the top-left d × n corner of each:
+    generating the full-size factors of all sites in one call and slicing is cheaper than a
+    call per stage (the factors are small, the calls are not)."""
+    d, n = dim, bottleneck
+    down_left, down_right, down_bias, up_left, up_right, up_bias = (f[:, sites] for f in factors)
+    return (down_left[..., :d, :] @ down_right[..., :n], down_bias[..., :n, 0],
+            up_left[..., :n, :] @ up_right[..., :d], up_bias[..., :d, 0])
 
 
 @dataclass
@@ -206,20 +221,22 @@ class HyperAdapterMethod(Method):
     def build_generators(self, dims: tuple[int, ...]) -> None:
         raise NotImplementedError
 
-    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
-        """Weights for the sites of ``stage`` from z of shape (T, sites, projected_dim):
-        (T, S, d, n), (T, S, n), (T, S, n, d), (T, S, d)."""
+    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
+        """Every stage's weights from z of shape (T, all sites, projected_dim): (T, S, d, n),
+        (T, S, n), (T, S, n, d), (T, S, d) for the S sites of the stage."""
         raise NotImplementedError
 
-    def prepare(self) -> None:
+    @staticmethod
+    def _site_range(stage: _Stage) -> slice:
         # Sites are numbered layer-major (layer · P + position), so a stage's sites are one
-        # slice of z, and each generated tensor is unbound into its sites in one view: the
-        # backward of a slice or an unbind writes one gradient, whereas indexing every site
-        # separately would allocate a zero gradient of the whole tensor per site.
-        z = self.conditioning().flatten(1, 2)
-        for stage in self._stages:
-            start = stage.sites[0].layer * len(POSITIONS) + stage.sites[0].position
-            weights = self.generate(z[:, start:start + len(stage.sites)], stage)
+        # slice: its backward writes one gradient, whereas indexing every site separately
+        # would allocate a zero gradient of the whole tensor per site.
+        start = stage.sites[0].layer * len(POSITIONS) + stage.sites[0].position
+        return slice(start, start + len(stage.sites))
+
+    def prepare(self) -> None:
+        # Each generated tensor is unbound into its sites in one view, for the same reason.
+        for stage, weights in self.generate_stages(self.conditioning().flatten(1, 2)):
             per_site = [w.unbind(1) for w in weights]
             for index, site in enumerate(stage.sites):
                 site.adapter.set_weights(tuple(parts[index] for parts in per_site))
@@ -241,10 +258,13 @@ class Hyperformer(HyperAdapterMethod):
         self.up_weight = MatrixGenerator(p, narrow, wide, zero_init=True)
         self.up_bias = MatrixGenerator(p, wide, 1, zero_init=True)
 
-    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
-        d, n = stage.dim, stage.bottleneck
-        return (self.down_weight(z, d, n), self.down_bias(z, n, 1)[..., 0],
-                self.up_weight(z, n, d), self.up_bias(z, d, 1)[..., 0])
+    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
+        # A stage at a time: its output layers are large, so only each stage's corner is
+        # computed.
+        for stage in self._stages:
+            sites, d, n = z[:, self._site_range(stage)], stage.dim, stage.bottleneck
+            yield stage, (self.down_weight(sites, d, n), self.down_bias(sites, n, 1)[..., 0],
+                          self.up_weight(sites, n, d), self.up_bias(sites, d, 1)[..., 0])
 
 
 @register_method
@@ -261,8 +281,11 @@ class Polyhistor(HyperAdapterMethod):
         self.generators = DecomposedGenerators(self.config.projected_dim, self.config.rank, wide,
                                                wide // self.config.reduction)
 
-    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
-        return self.generators(z, stage.dim, stage.bottleneck)
+    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
+        factors = self.generators(z)
+        for stage in self._stages:
+            yield stage, decomposed_weights(factors, self._site_range(stage), stage.dim,
+                                            stage.bottleneck)
 
 
 class ScalingKernels(nn.Module):
@@ -322,8 +345,16 @@ class PolyhistorLite(HyperAdapterMethod):
                                                                        stage.dim // width)
                                       for stage in self._stages})
 
-    def generate(self, z: torch.Tensor, stage: _Stage) -> AdapterWeights:
+    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
+        factors = self.templates(z)
+        for stage in self._stages:
+            templates = decomposed_weights(factors, self._site_range(stage), self.templates.dim,
+                                           self.templates.bottleneck)
+            yield stage, self.scaled(templates, stage)
+
+    def scaled(self, templates: AdapterWeights, stage: _Stage) -> AdapterWeights:
+        """The stage's weights: its sites' templates ⊗ their scaling kernels."""
         scaling = self.scaling[str(stage.index)]
-        down, down_bias, up, up_bias = self.templates(z)
+        down, down_bias, up, up_bias = templates
         return (kron_per_site(down, scaling.down), kron_per_site(down_bias, scaling.down_bias),
                 kron_per_site(up, scaling.up), kron_per_site(up_bias, scaling.up_bias))

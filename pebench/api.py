@@ -152,8 +152,9 @@ def _supervised(execution: Execution, lock: RunLock | None) -> RunRecord:
     except RunInterrupted:
         raise
     except BaseException as exc:
-        execution.record_failure(describe_exception(exc),
-                                 interrupted=isinstance(exc, KeyboardInterrupt))
+        if execution.started or not isinstance(exc, PebenchError):  # else: bad input
+            execution.record_failure(describe_exception(exc),
+                                     interrupted=isinstance(exc, KeyboardInterrupt))
         raise
     finally:
         if lock is not None:

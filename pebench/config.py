@@ -22,6 +22,10 @@ DEFAULT_BATCH_SIZE = 8
 DEFAULT_LR = 1e-3
 DEFAULT_CHECKPOINT_MINUTES = 10.0
 MAX_SEED = 2**32 - 1  # numpy's seed range
+# Upper bounds that catch a typo before it costs an allocation failure or an endless run:
+# the published setting trains about 190,000 steps at 448 px.
+MAX_STEPS = 10**8
+MAX_IMG_SIZE = 2048
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -104,6 +108,8 @@ class RunConfig:
         if self.steps is not None and self.epochs is not None:
             raise PebenchError("give either --steps or --epochs, not both.")
         _at_least("--steps", self.steps, 0)
+        if self.steps is not None and self.steps > MAX_STEPS:
+            raise PebenchError(f"--steps must be ≤ {MAX_STEPS:,}, got {self.steps:,}.")
         _at_least("--epochs", self.epochs, 1)
         _at_least("--batch-size", self.batch_size, 1)
         _at_least("--eval-batch-size", self.eval_batch_size, 1)
@@ -149,9 +155,9 @@ def check_tasks(info: DatasetInfo, tasks: tuple[str, ...]) -> None:
 
 def check_img_size(backbone: str, img_size: int) -> None:
     patch = BACKBONES.get(backbone).patch_size
-    if img_size < 32 or img_size % patch != 0:
+    if not 32 <= img_size <= MAX_IMG_SIZE or img_size % patch != 0:
         raise PebenchError(f"--img-size {img_size} is not valid for {backbone}: it must be a "
-                           f"multiple of the patch size {patch} and ≥ 32.")
+                           f"multiple of the patch size {patch} from 32 to {MAX_IMG_SIZE}.")
 
 
 def _at_least(flag: str, value: int | None, minimum: int) -> None:

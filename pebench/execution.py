@@ -15,6 +15,7 @@ from pebench.checkpoint import TrainingState, save_trainable_checkpoint, trainab
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS
 from pebench.distributed import SINGLE, Ranks, agree, gather_objects
+from pebench.errors import PebenchError
 from pebench.evaluate import Metrics, evaluate, primary_metrics
 from pebench.interrupt import RunInterrupted, StopRequest, StopRequested
 from pebench.loaders import default_workers, eval_loader, train_loader
@@ -54,11 +55,15 @@ class Execution:
         self.train_s = state.train_s if state is not None else 0.0  # finished training time
         self.training_since: float | None = None  # while this process trains
         self.last_save = time.monotonic()
+        self.started = False  # the record says it runs: from then on a failure is recorded
 
     def run(self) -> None:
+        # Set up before the first record: bad input found here (an unreadable weights file,
+        # an empty data root) is refused without leaving a failed run behind.
+        self._setup()
         self.record.status = "running"
         self._write_record()
-        self._setup()
+        self.started = True
         try:
             self._check_stop()
             trained_s = self._train()
@@ -89,12 +94,14 @@ class Execution:
         config, record = self.config, self.record
         source = DATASETS.get(config.dataset)()
         self.info = source.info
+        assert config.img_size is not None and config.tasks is not None
+        # The data before the weights: its checks are cheap, building embedded weights is not.
+        train_set = source.build("train", config.data_root, config.img_size, config.tasks, True)
+        val_set = source.build("val", config.data_root, config.img_size, config.tasks, False)
+        _check_split_sizes(config, len(train_set), len(val_set))
         if self.state is None:
             self.weights = resolve_weights(config, self.show_progress)
             record.weights = _describe_weights(config.weights, self.weights)
-        assert config.img_size is not None and config.tasks is not None
-        train_set = source.build("train", config.data_root, config.img_size, config.tasks, True)
-        val_set = source.build("val", config.data_root, config.img_size, config.tasks, False)
         steps = config.steps or 0
         if config.epochs is not None:
             steps = config.epochs * (len(train_set) // config.batch_size)
@@ -276,3 +283,15 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     scale = 1 if sys.platform == "darwin" else 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     return round(peak / 2**20, 1), "process_max_rss"
+
+
+def _check_split_sizes(config: RunConfig, train_size: int, val_size: int) -> None:
+    """Splits with images, and a batch that fits in the training split."""
+    for split, size in (("train", train_size), ("val", val_size)):
+        if size == 0:
+            raise PebenchError(f"the {split} split of dataset '{config.dataset}' lists no "
+                               "image; check its split file under --data-root.")
+    if config.batch_size > train_size:
+        raise PebenchError(f"--batch-size {config.batch_size} exceeds the {train_size} "
+                           f"training images of dataset '{config.dataset}'; give at most "
+                           f"{train_size}.")

@@ -34,8 +34,9 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PebenchError(f"could not read weights file '{path}': {first_line(exc)}. "
-                           "Is it a complete torch or safetensors checkpoint?") from exc
+        # The exception's type, not its text: torch's texts run to a paragraph of advice.
+        raise PebenchError(f"could not read weights file '{path}' ({type(exc).__name__}): it "
+                           "is not a complete torch or safetensors checkpoint.") from exc
     for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -47,6 +47,9 @@ BAD_INPUTS = [
     (["run", "--method", "mtl-full", "--device", "cudaXYZ"], "unknown --device 'cudaXYZ'"),
     (["run", "--method", "mtl-full", "--checkpoint-every", "-1"], "--checkpoint-every must"),
     (["run", "--method", "mtl-full", "--checkpoint-minutes", "nan"], "--checkpoint-minutes"),
+    (["run", "--method", "mtl-full", "--steps", "99999999999999999999999"],
+     "--steps must be ≤ 100,000,000"),
+    (["run", "--method", "mtl-full", "--img-size", "100000"], "from 32 to 2048"),
     (["run"], "give --method M"),
     (["run", "--resume", "20260101T000000-lora-nope"], "no run '20260101T000000-lora-nope'"),
 ]
@@ -66,6 +69,56 @@ def test_bad_input_is_one_line_and_nonzero(argv: list[str], message: str, tmp_pa
     assert message in lines[0]
     assert "Traceback" not in err
     assert not out.exists(), "a rejected run must not leave a record"
+
+
+def _bad_weights(kind: str, folder: Path) -> Path:
+    """A weights file that is ``kind``: empty, truncated, random bytes, text, or a readable
+    checkpoint of another architecture."""
+    import torch
+
+    path = folder / f"{kind}.pth"
+    if kind == "other-architecture":
+        torch.save({"conv.weight": torch.zeros(4, 3, 3, 3)}, path)
+    elif kind == "truncated":
+        torch.save({"patch_embed.proj.weight": torch.zeros(32, 3, 4, 4)}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes({"empty": b"", "random": bytes(range(256)) * 20,
+                          "text": b"not a checkpoint\n"}[kind])
+    return path
+
+
+SETUP_BAD_INPUTS = [
+    ("empty", "could not read weights file"),
+    ("truncated", "could not read weights file"),
+    ("random", "could not read weights file"),
+    ("text", "could not read weights file"),
+    ("other-architecture", "does not match backbone 'swin-nano'"),
+    ("empty --data-root", "split file"),
+    ("--batch-size 100000", "--batch-size 100000 exceeds the 4096 training images"),
+]
+
+
+@pytest.mark.parametrize(("case", "message"), SETUP_BAD_INPUTS)
+def test_bad_input_found_in_setup_leaves_no_record(case: str, message: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found only once the run sets up its data and model, yet still before it starts."""
+    out = tmp_path / "runs"
+    argv = ["run", "--method", "bitfit", "--steps", "1", "--out", str(out)]
+    if case == "empty --data-root":
+        (tmp_path / "empty").mkdir()
+        argv += ["--dataset", "pascal-context", "--data-root", str(tmp_path / "empty"),
+                 "--weights", "none"]
+    elif case.startswith("--batch-size"):
+        argv += case.split()
+    else:
+        argv += ["--weights", str(_bad_weights(case, tmp_path))]
+    code, _, err = run_cli(argv, capsys, monkeypatch)
+    (line,) = err.strip().splitlines()
+    assert code == 2 and line.startswith("error: ") and message in line, line
+    assert "Traceback" not in err
+    assert list(out.iterdir()) == [], "bad input must not leave a (failed) record"
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file", "/proc"])

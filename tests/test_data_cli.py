@@ -151,9 +151,11 @@ def test_check_usage_errors_are_one_line_exit_2(argv: list[str], message: str,
 
 def _run(root: Path, dataset: str, out: Path, capsys: pytest.CaptureFixture[str],
          monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    # Batches of 4: the fixture's training split holds 6 images.
     return run_cli(["run", "--dataset", dataset, "--data-root", str(root), "--steps", "2",
                     "--method", "decoder-only", "--backbone", "swin-nano", "--img-size", "64",
-                    "--weights", "none", "--out", str(out), "--quiet"], capsys, monkeypatch)
+                    "--batch-size", "4", "--weights", "none", "--out", str(out), "--quiet"],
+                   capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("dataset", ["pascal-context", "nyud"])
@@ -172,12 +174,16 @@ def test_run_end_to_end_on_the_fixture(tmp_path: Path, dataset: str,
     assert all(np.isfinite(value) for value in record["primary"].values())
 
 
+# (file, how it is spoilt, the error, whether it is found before the run starts: then it is
+# refused as bad input and no record is left; a file read during training fails the run)
 RUN_CORRUPTIONS = [
-    (f"JPEGImages/{PASCAL_TRAIN}.jpg", _truncate, "is unreadable"),
-    (f"sal_distill/{PASCAL_TRAIN}.png", Path.unlink, "misses the file"),
-    ("ImageSets/Context/train.txt", Path.unlink, "does not exist"),
-    (f"semseg/VOC12/{PASCAL_TRAIN}.png", _resize_png, "labels must have their image's size"),
-    (f"human_parts/{PASCAL_TRAIN}.mat", _garbage, "is not a readable .mat file"),
+    (f"JPEGImages/{PASCAL_TRAIN}.jpg", _truncate, "is unreadable", False),
+    (f"sal_distill/{PASCAL_TRAIN}.png", Path.unlink, "misses the file", True),
+    ("ImageSets/Context/train.txt", Path.unlink, "does not exist", True),
+    (f"semseg/VOC12/{PASCAL_TRAIN}.png", _resize_png, "labels must have their image's size",
+     False),
+    # Read up front: the index of images with person parts is built before training.
+    (f"human_parts/{PASCAL_TRAIN}.mat", _garbage, "is not a readable .mat file", True),
 ]
 
 
@@ -186,7 +192,7 @@ RUN_CORRUPTIONS = [
 def test_run_on_a_corrupt_file_is_one_line_naming_it(tmp_path: Path, corruption: tuple,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    relative, plant, message = corruption
+    relative, plant, message, before_start = corruption
     root = write_fixture("pascal-context", tmp_path / "data").root
     plant(root / relative)
     code, _, err = _run(root, "pascal-context", tmp_path / "runs", capsys, monkeypatch)
@@ -194,6 +200,10 @@ def test_run_on_a_corrupt_file_is_one_line_naming_it(tmp_path: Path, corruption:
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert str(root / relative) in lines[0] and message in lines[0]
-    (record_path,) = (tmp_path / "runs").glob("*.json")
+    records = list((tmp_path / "runs").glob("*.json"))
+    if before_start:
+        assert records == []
+        return
+    (record_path,) = records
     record = json.loads(record_path.read_text())
     assert record["status"] == "failed" and str(root / relative) in record["error"]

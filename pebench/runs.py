@@ -113,7 +113,12 @@ def load_frame(directory: Path) -> RunFrame:
         raise PebenchError(f"--results '{directory}' is not a directory.")
     scan = scan_records(directory, recursive=True)
     if not scan.records:
-        skipped = f" ({len(scan.skipped)} other JSON file(s) skipped)" if scan.skipped else ""
+        # One line still: the first skipped file with its reason, the others counted.
+        skipped = ""
+        if scan.skipped:
+            others = len(scan.skipped) - 1
+            more = f" and {others} other JSON file(s)" if others else ""
+            skipped = f" ({scan.skipped[0].warning()}{more})"
         raise PebenchError(f"no pebench run records in '{directory}'{skipped}; make some with "
                            "'pebench run --method M --out DIR' and compare them with "
                            "'pebench compare --results DIR'.")

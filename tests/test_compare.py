@@ -390,9 +390,14 @@ def test_missing_empty_and_referenceless_directories(tmp_path: Path,
     (only_corrupt / "x.json").write_text("{")
     code, _, err = run_cli(["compare", "--results", str(only_corrupt)], capsys, monkeypatch)
     assert code == 2
-    assert err.splitlines()[-1].endswith("(1 other JSON file(s) skipped); make some with "
-                                         "'pebench run --method M --out DIR' and compare them "
-                                         "with 'pebench compare --results DIR'.")
+    (only_corrupt / "y.json").write_text('{"a": 1}')
+    code, _, err = run_cli(["compare", "--results", str(only_corrupt)], capsys, monkeypatch)
+    assert code == 2
+    (line,) = err.strip().splitlines()  # the first skipped file named, with its reason
+    assert line.endswith(f"(skipped {only_corrupt / 'x.json'}: not valid JSON (Expecting "
+                         "property name enclosed in double quotes, line 1) and 1 other JSON "
+                         "file(s)); make some with 'pebench run --method M --out DIR' and "
+                         "compare them with 'pebench compare --results DIR'."), line
 
     no_reference = tmp_path / "alone"
     no_reference.mkdir()

@@ -167,12 +167,10 @@ class DecomposedGenerators(nn.Module):
                                                     self.up_right, self.up_bias))
 
 
-def decomposed_weights(factors: Factors, sites: slice, dim: int,
-                       bottleneck: int) -> AdapterWeights:
+def decomposed_weights(factors: Factors, sites: slice, d: int, n: int) -> AdapterWeights:
     """The adapter weights of ``sites`` from their factors, the top-left d × n corner of each:
     generating the full-size factors of all sites in one call and slicing is cheaper than a
     call per stage (the factors are small, the calls are not)."""
-    d, n = dim, bottleneck
     down_left, down_right, down_bias, up_left, up_right, up_bias = (f[:, sites] for f in factors)
     return (down_left[..., :d, :] @ down_right[..., :n], down_bias[..., :n, 0],
             up_left[..., :n, :] @ up_right[..., :d], up_bias[..., :d, 0])

@@ -98,7 +98,7 @@ class Execution:
         # The data before the weights: its checks are cheap, building embedded weights is not.
         train_set = source.build("train", config.data_root, config.img_size, config.tasks, True)
         val_set = source.build("val", config.data_root, config.img_size, config.tasks, False)
-        _check_split_sizes(config, len(train_set), len(val_set))
+        _check_batch_fits(config, len(train_set))
         if self.state is None:
             self.weights = resolve_weights(config, self.show_progress)
             record.weights = _describe_weights(config.weights, self.weights)
@@ -285,12 +285,9 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return round(peak / 2**20, 1), "process_max_rss"
 
 
-def _check_split_sizes(config: RunConfig, train_size: int, val_size: int) -> None:
-    """Splits with images, and a batch that fits in the training split."""
-    for split, size in (("train", train_size), ("val", val_size)):
-        if size == 0:
-            raise PebenchError(f"the {split} split of dataset '{config.dataset}' lists no "
-                               "image; check its split file under --data-root.")
+def _check_batch_fits(config: RunConfig, train_size: int) -> None:
+    """A batch no larger than the training split (an empty split file is refused when it is
+    read, by ``read_split``)."""
     if config.batch_size > train_size:
         raise PebenchError(f"--batch-size {config.batch_size} exceeds the {train_size} "
                            f"training images of dataset '{config.dataset}'; give at most "

@@ -42,7 +42,7 @@ per step for every (task, layer, position) in ``prepare()``, never per sample.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from methods.adapter_layers import AdapterWeights, GeneratedAdapter, check_reduction
+from methods.prefix_generator import PrefixGenerator, Shape
 from pebench.errors import PebenchError
 from pebench.method import Method, register_method
 from pebench.params import ENCODER_SHARED, OTHER
@@ -107,73 +108,29 @@ class Conditioning(nn.Module):
         return self.projector(joined)
 
 
-class MatrixGenerator(nn.Module):
-    """A linear hypernetwork emitting a rows × cols matrix from a conditioning vector.
-
-    ``forward(z, rows, cols)`` computes only the top-left corner that a narrower layer uses,
-    so a generator sized for the widest stage costs the narrow stages nothing extra.
-    """
-
-    param_group = OTHER
-
-    def __init__(self, in_dim: int, rows: int, cols: int, zero_init: bool = False) -> None:
-        super().__init__()
-        self.rows, self.cols = rows, cols
-        self.linear = nn.Linear(in_dim, rows * cols)
-        if zero_init:
-            nn.init.zeros_(self.linear.weight)
-            nn.init.zeros_(self.linear.bias)
-
-    def forward(self, z: torch.Tensor, rows: int | None = None,
-                cols: int | None = None) -> torch.Tensor:
-        rows, cols = rows or self.rows, cols or self.cols
-        if (rows, cols) == (self.rows, self.cols):
-            return self.linear(z).view(*z.shape[:-1], rows, cols)
-        # Slicing a (rows, cols, in) view, not gathering rows by index: the backward of a
-        # slice is a cheap strided copy, that of an index gather a slow scatter-add.
-        weight = self.linear.weight.view(self.rows, self.cols, -1)[:rows, :cols]
-        bias = self.linear.bias.view(self.rows, self.cols)[:rows, :cols]
-        return torch.einsum("...p,rcp->...rc", z, weight) + bias
+def decomposed_shapes(adapters: Sequence[tuple[int, int]], rank: int) -> dict[str, list[Shape]]:
+    """Polyhistor's Decomposed HyperNetworks for adapters of (rows d, bottleneck n), one
+    shape per stage: pairs of hypernetworks emit A (d × k) and B (n × k) for the down weight
+    A·Bᵀ (d × n) and A (n × k), B (d × k) for the up weight (n × d), and two more the biases.
+    Every factor keeps its rank k as its last dimension, so a narrower stage's factors are the
+    first rows of the widest stage's: the top-left corner of each weight."""
+    return {"down_left": [(d, rank) for d, _ in adapters],
+            "down_right": [(n, rank) for _, n in adapters],
+            "down_bias": [(n,) for _, n in adapters],
+            "up_left": [(n, rank) for _, n in adapters],
+            "up_right": [(d, rank) for d, _ in adapters],
+            "up_bias": [(d,) for d, _ in adapters]}
 
 
-# Decomposed factors: A_down (T, S, d, k), B_down (T, S, k, n), b_down (T, S, n, 1),
-# A_up (T, S, n, k), B_up (T, S, k, d), b_up (T, S, d, 1).
-Factors = tuple[torch.Tensor, ...]
+# The up-projection's generators start at zero: every adapter starts as the identity.
+DECOMPOSED_ZERO_INIT = ("up_right", "up_bias")
 
 
-class DecomposedGenerators(nn.Module):
-    """Polyhistor's Decomposed HyperNetworks for one adapter shape (rows d, bottleneck n):
-    pairs of small hypernetworks emit A (d × k) and B (k × n) for the down weight and
-    A (n × k), B (k × d) for the up weight, whose products are the weights, and two more emit
-    the biases, all sized for the widest adapter (``decomposed_weights`` takes the corner of
-    a narrower one)."""
-
-    param_group = OTHER
-
-    def __init__(self, in_dim: int, rank: int, dim: int, bottleneck: int) -> None:
-        super().__init__()
-        self.rank, self.dim, self.bottleneck = rank, dim, bottleneck
-        self.down_left = MatrixGenerator(in_dim, dim, rank)
-        self.down_right = MatrixGenerator(in_dim, rank, bottleneck)
-        self.down_bias = MatrixGenerator(in_dim, bottleneck, 1)
-        self.up_left = MatrixGenerator(in_dim, bottleneck, rank)
-        self.up_right = MatrixGenerator(in_dim, rank, dim, zero_init=True)
-        self.up_bias = MatrixGenerator(in_dim, dim, 1, zero_init=True)
-
-    def forward(self, z: torch.Tensor) -> Factors:
-        """The six factors at full size for every conditioning vector of z (T, S, p)."""
-        return tuple(generator(z) for generator in (self.down_left, self.down_right,
-                                                    self.down_bias, self.up_left,
-                                                    self.up_right, self.up_bias))
-
-
-def decomposed_weights(factors: Factors, sites: slice, d: int, n: int) -> AdapterWeights:
-    """The adapter weights of ``sites`` from their factors, the top-left d × n corner of each:
-    generating the full-size factors of all sites in one call and slicing is cheaper than a
-    call per stage (the factors are small, the calls are not)."""
-    down_left, down_right, down_bias, up_left, up_right, up_bias = (f[:, sites] for f in factors)
-    return (down_left[..., :d, :] @ down_right[..., :n], down_bias[..., :n, 0],
-            up_left[..., :n, :] @ up_right[..., :d], up_bias[..., :d, 0])
+def decomposed_weights(factors: tuple[torch.Tensor, ...]) -> AdapterWeights:
+    """The adapter weights (T, S, d, n), (T, S, n), (T, S, n, d), (T, S, d) from their
+    factors (``decomposed_shapes`` order)."""
+    down_left, down_right, down_bias, up_left, up_right, up_bias = factors
+    return down_left @ down_right.mT, down_bias, up_left @ up_right.mT, up_bias
 
 
 @dataclass
@@ -213,28 +170,28 @@ class HyperAdapterMethod(Method):
         # A plain list: the adapters belong to the encoder and must not register twice.
         self._stages = [stage for stage in stages if stage.sites]
         self.conditioning = Conditioning(len(self.tasks), num_layers, config)
-        self.build_generators(dims)
+        self.build_generators()
         return encoder
 
-    def build_generators(self, dims: tuple[int, ...]) -> None:
+    @property
+    def sites_per_stage(self) -> list[int]:
+        # Sites are numbered layer-major (layer · P + position), so z holds them stage after
+        # stage.
+        return [len(stage.sites) for stage in self._stages]
+
+    def build_generators(self) -> None:
         raise NotImplementedError
 
-    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
+    def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
         """Every stage's weights from z of shape (T, all sites, projected_dim): (T, S, d, n),
         (T, S, n), (T, S, n, d), (T, S, d) for the S sites of the stage."""
         raise NotImplementedError
 
-    @staticmethod
-    def _site_range(stage: _Stage) -> slice:
-        # Sites are numbered layer-major (layer · P + position), so a stage's sites are one
-        # slice: its backward writes one gradient, whereas indexing every site separately
-        # would allocate a zero gradient of the whole tensor per site.
-        start = stage.sites[0].layer * len(POSITIONS) + stage.sites[0].position
-        return slice(start, start + len(stage.sites))
-
     def prepare(self) -> None:
-        # Each generated tensor is unbound into its sites in one view, for the same reason.
-        for stage, weights in self.generate_stages(self.conditioning().flatten(1, 2)):
+        # Each generated tensor is unbound into its sites in one view: indexing every site
+        # separately would allocate a zero gradient of the whole tensor per site.
+        generated = self.generate(self.conditioning().flatten(1, 2))
+        for stage, weights in zip(self._stages, generated, strict=True):
             per_site = [w.unbind(1) for w in weights]
             for index, site in enumerate(stage.sites):
                 site.adapter.set_weights(tuple(parts[index] for parts in per_site))
@@ -248,21 +205,16 @@ class Hyperformer(HyperAdapterMethod):
     description = "shared hypernetwork emits every task's and layer's adapter weights"
     published_name = "Hyperformer"
 
-    def build_generators(self, dims: tuple[int, ...]) -> None:
-        p, wide = self.config.projected_dim, dims[-1]
-        narrow = wide // self.config.reduction
-        self.down_weight = MatrixGenerator(p, wide, narrow)
-        self.down_bias = MatrixGenerator(p, narrow, 1)
-        self.up_weight = MatrixGenerator(p, narrow, wide, zero_init=True)
-        self.up_bias = MatrixGenerator(p, wide, 1, zero_init=True)
+    def build_generators(self) -> None:
+        stages = [(stage.dim, stage.bottleneck) for stage in self._stages]
+        self.generator = PrefixGenerator(
+            self.config.projected_dim,
+            {"down": stages, "down_bias": [(n,) for _, n in stages],
+             "up": [(n, d) for d, n in stages], "up_bias": [(d,) for d, _ in stages]},
+            zero_init=("up", "up_bias"))
 
-    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
-        # A stage at a time: its output layers are large, so only each stage's corner is
-        # computed.
-        for stage in self._stages:
-            sites, d, n = z[:, self._site_range(stage)], stage.dim, stage.bottleneck
-            yield stage, (self.down_weight(sites, d, n), self.down_bias(sites, n, 1)[..., 0],
-                          self.up_weight(sites, n, d), self.up_bias(sites, d, 1)[..., 0])
+    def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
+        return self.generator(z, self.sites_per_stage)
 
 
 @register_method
@@ -274,16 +226,15 @@ class Polyhistor(HyperAdapterMethod):
     published_name = "Polyhistor"
     Config = PolyhistorConfig
 
-    def build_generators(self, dims: tuple[int, ...]) -> None:
-        wide = dims[-1]
-        self.generators = DecomposedGenerators(self.config.projected_dim, self.config.rank, wide,
-                                               wide // self.config.reduction)
+    def build_generators(self) -> None:
+        stages = [(stage.dim, stage.bottleneck) for stage in self._stages]
+        self.generators = PrefixGenerator(self.config.projected_dim,
+                                          decomposed_shapes(stages, self.config.rank),
+                                          zero_init=DECOMPOSED_ZERO_INIT)
 
-    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
-        factors = self.generators(z)
-        for stage in self._stages:
-            yield stage, decomposed_weights(factors, self._site_range(stage), stage.dim,
-                                            stage.bottleneck)
+    def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
+        return [decomposed_weights(factors)
+                for factors in self.generators(z, self.sites_per_stage)]
 
 
 class ScalingKernels(nn.Module):
@@ -332,23 +283,29 @@ class PolyhistorLite(HyperAdapterMethod):
     published_name = None
     Config = PolyhistorConfig
 
-    def build_generators(self, dims: tuple[int, ...]) -> None:
+    def build_generators(self) -> None:
+        dims = [stage.dim for stage in self._stages]
         width = dims[0]
         if any(d % width for d in dims):
             raise PebenchError(f"polyhistor-lite needs every stage width to be a multiple of the "
                                f"first ({', '.join(map(str, dims))}).")
-        self.templates = DecomposedGenerators(self.config.projected_dim, self.config.rank, width,
-                                              width // self.config.reduction)
+        # One template size for every site: the generators run as a single stage.
+        template = (width, width // self.config.reduction)
+        self.templates = PrefixGenerator(self.config.projected_dim,
+                                         decomposed_shapes([template], self.config.rank),
+                                         zero_init=DECOMPOSED_ZERO_INIT)
         self.scaling = nn.ModuleDict({str(stage.index): ScalingKernels(len(stage.sites),
                                                                        stage.dim // width)
                                       for stage in self._stages})
 
-    def generate_stages(self, z: torch.Tensor) -> Iterator[tuple[_Stage, AdapterWeights]]:
-        factors = self.templates(z)
-        for stage in self._stages:
-            templates = decomposed_weights(factors, self._site_range(stage), self.templates.dim,
-                                           self.templates.bottleneck)
-            yield stage, self.scaled(templates, stage)
+    def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
+        (factors,) = self.templates(z, [z.shape[1]])
+        # The templates of all sites at once, then split into stages: one matrix product per
+        # weight instead of one per stage, and a split's backward writes no zero gradient.
+        per_stage = zip(*(t.split(self.sites_per_stage, dim=1)
+                          for t in decomposed_weights(factors)), strict=True)
+        return [self.scaled(templates, stage)
+                for stage, templates in zip(self._stages, per_stage, strict=True)]
 
     def scaled(self, templates: AdapterWeights, stage: _Stage) -> AdapterWeights:
         """The stage's weights: its sites' templates ⊗ their scaling kernels."""

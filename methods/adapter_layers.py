@@ -9,7 +9,7 @@ sets: T (one per task) or 1 (one set shared by every task, see ``TaskContext.lin
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -22,7 +22,24 @@ from pebench.task_context import TaskContext
 if TYPE_CHECKING:
     from pebench.backbones import BackboneSpec, BlockSite
 
-AdapterWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class LowRank(NamedTuple):
+    """A weight W = left·rightᵀ of shape (T, rows, cols) kept as its factors, left
+    (T, rows, k) and right (T, cols, k), and applied as (x·left)·rightᵀ: the same map with
+    fewer multiplications than forming W wherever k·(rows + cols) < rows·cols."""
+
+    left: torch.Tensor
+    right: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.left.shape[:-1], self.right.shape[-2])
+
+
+# A weight (T, rows, cols), formed or as factors; biases are (T, cols).
+Weight = torch.Tensor | LowRank
+AdapterWeights = tuple[Weight, torch.Tensor, Weight, torch.Tensor]
 Activation = Literal["gelu", "relu", "swish"]
 # Where adapters go in a block: after both sub-layers (Houlsby) or after the MLP only (Pfeiffer).
 Placement = Literal["both", "mlp"]
@@ -34,8 +51,16 @@ def bottleneck_residual(context: TaskContext, x: torch.Tensor, weights: AdapterW
                         activation: Activation = "gelu") -> torch.Tensor:
     """h + W_up·f(W_down·h + b_down) + b_up with weights (S, d, n), (S, n), (S, n, d), (S, d)."""
     down_w, down_b, up_w, up_b = weights
-    hidden = ACTIVATIONS[activation](context.linear(x, down_w, down_b))
-    return x + context.linear(hidden, up_w, up_b)
+    hidden = ACTIVATIONS[activation](project(context, x, down_w, down_b))
+    return x + project(context, hidden, up_w, up_b)
+
+
+def project(context: TaskContext, x: torch.Tensor, weight: Weight,
+            bias: torch.Tensor) -> torch.Tensor:
+    """x·W + b through the task context, W formed or as its low-rank factors."""
+    if isinstance(weight, LowRank):
+        return context.linear(context.linear(x, weight.left), weight.right.mT, bias)
+    return context.linear(x, weight, bias)
 
 
 def adapter_slots(site: BlockSite, placement: Placement) -> list[Callable[[nn.Module], None]]:

@@ -9,11 +9,14 @@ They differ only in how the weights are generated, so their comparison isolates 
   embedding and an adapter-position embedding are concatenated and mapped by a shared task
   projector (an MLP) to a conditioning vector z; shared linear hypernetworks map z to every
   adapter weight and bias. One hypernetwork serves all layers, so in a Swin its output must
-  hold the weights of the widest stage (d_max × n_max); narrower stages use the top-left
-  corner. That output layer is why the method explodes on hierarchical backbones.
+  hold the weights of the widest stage (d_max × n_max); a narrower stage reads the first
+  d·n entries of that output as its d × n weight (a prefix: the papers leave open which part
+  a narrower layer uses). That output layer is why the method explodes on hierarchical
+  backbones.
 * **Polyhistor** (Liu et al., NeurIPS 2022, Sec. 4.1, Decomposed HyperNetworks): each weight
-  matrix is the product of two low-rank matrices A (d × k) and B (k × n), emitted by a pair
-  of small hypernetworks from the same z.
+  matrix is the product A·Bᵀ of two low-rank matrices A (d × k) and B (n × k), emitted by a
+  pair of small hypernetworks from the same z, sized for the widest stage; a narrower stage
+  takes the first rows of each factor, the top-left corner of the widest weight.
 * **Polyhistor-Lite** (Sec. 4.2 and 4.3): the decomposed hypernetworks emit a Template Kernel
   of one size for all layers (the first stage's d₀ × n₀), and each layer owns Layer-wise
   Scaling Kernels of s × s, s = d / d₀ (×1, ×2, ×4, ×8 for the Swin stages), with
@@ -34,6 +37,9 @@ Details the papers at hand leave open, chosen here and exposed as hyperparameter
   so that the s copies of a template start different;
 * Hyperformer++'s conditional layer norm is not generated: only the adapter weights are.
 
+All generators are ``PrefixGenerator``s: one linear layer per method, its rows held in blocks
+so that a narrow stage's prefix is computed without touching the rows only wider stages read.
+
 Every adapter is the identity at initialisation: the generators of the up-projection (the
 last factor B for Polyhistor, the up template for Polyhistor-Lite) and of its bias start at
 zero, so W_up = 0 and the adapted encoder equals the frozen one. Weights are generated once
@@ -49,7 +55,13 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from methods.adapter_layers import AdapterWeights, GeneratedAdapter, check_reduction
+from methods.adapter_layers import (
+    AdapterWeights,
+    GeneratedAdapter,
+    LowRank,
+    Weight,
+    check_reduction,
+)
 from methods.prefix_generator import PrefixGenerator, Shape
 from pebench.errors import PebenchError
 from pebench.method import Method, register_method
@@ -126,11 +138,23 @@ def decomposed_shapes(adapters: Sequence[tuple[int, int]], rank: int) -> dict[st
 DECOMPOSED_ZERO_INIT = ("up_right", "up_bias")
 
 
-def decomposed_weights(factors: tuple[torch.Tensor, ...]) -> AdapterWeights:
+def decomposed_weights(factors: tuple[torch.Tensor, ...],
+                       keep_factors: bool = False) -> AdapterWeights:
     """The adapter weights (T, S, d, n), (T, S, n), (T, S, n, d), (T, S, d) from their
-    factors (``decomposed_shapes`` order)."""
+    factors (``decomposed_shapes`` order), formed, or with ``keep_factors`` as ``LowRank``
+    pairs that the adapter applies without forming them."""
     down_left, down_right, down_bias, up_left, up_right, up_bias = factors
+    if keep_factors:
+        return LowRank(down_left, down_right), down_bias, LowRank(up_left, up_right), up_bias
     return down_left @ down_right.mT, down_bias, up_left @ up_right.mT, up_bias
+
+
+def unbind_sites(weight: Weight) -> tuple[Weight, ...]:
+    """A weight (T, S, ...) of S sites as S weights (T, ...), factors unbound alike."""
+    if isinstance(weight, LowRank):
+        return tuple(LowRank(left, right) for left, right in
+                     zip(weight.left.unbind(1), weight.right.unbind(1), strict=True))
+    return weight.unbind(1)
 
 
 @dataclass
@@ -192,7 +216,7 @@ class HyperAdapterMethod(Method):
         # separately would allocate a zero gradient of the whole tensor per site.
         generated = self.generate(self.conditioning().flatten(1, 2))
         for stage, weights in zip(self._stages, generated, strict=True):
-            per_site = [w.unbind(1) for w in weights]
+            per_site = [unbind_sites(w) for w in weights]
             for index, site in enumerate(stage.sites):
                 site.adapter.set_weights(tuple(parts[index] for parts in per_site))
 
@@ -233,8 +257,14 @@ class Polyhistor(HyperAdapterMethod):
                                           zero_init=DECOMPOSED_ZERO_INIT)
 
     def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
-        return [decomposed_weights(factors)
-                for factors in self.generators(z, self.sites_per_stage)]
+        # A stage whose factors are thinner than its weights (rank · (d + n) < d · n: the
+        # wide stages) applies them as they are; forming W would cost more in prepare() and
+        # in every adapter's forward and backward pass.
+        rank = self.config.rank
+        return [decomposed_weights(factors, rank * (stage.dim + stage.bottleneck)
+                                   < stage.dim * stage.bottleneck)
+                for stage, factors in zip(self._stages, self.generators(z, self.sites_per_stage),
+                                          strict=True)]
 
 
 class ScalingKernels(nn.Module):

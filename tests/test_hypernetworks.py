@@ -7,7 +7,7 @@ import pytest
 import torch
 from method_testing import NANO, PASCAL, assert_loop_and_batched_agree, build, train_step
 
-from methods.adapter_layers import GeneratedAdapter
+from methods.adapter_layers import GeneratedAdapter, LowRank, Weight
 from methods.hypernetworks import Conditioning, kron_per_site
 from pebench.data.base import DatasetInfo
 from pebench.errors import PebenchError
@@ -34,6 +34,10 @@ def frozen_taps(model: MultiTaskModel, images: torch.Tensor) -> list[torch.Tenso
 
 def generated_adapters(model: MultiTaskModel) -> list[GeneratedAdapter]:
     return [m for m in model.encoder.modules() if isinstance(m, GeneratedAdapter)]
+
+
+def formed(weight: Weight) -> torch.Tensor:
+    return weight.left @ weight.right.mT if isinstance(weight, LowRank) else weight
 
 
 def test_published_setting_counts() -> None:
@@ -92,7 +96,7 @@ def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: 
     model.prepare()
     for adapter in generated_adapters(model):
         assert adapter._weights is not None
-        assert adapter._weights[2].abs().max() > 0, "a zero-initialised up weight never learnt"
+        assert formed(adapter._weights[2]).abs().max() > 0, "an up weight never learnt"
 
 
 @pytest.mark.parametrize("method", HYPER)
@@ -139,3 +143,26 @@ def test_kronecker_matches_torch_kron() -> None:
             torch.testing.assert_close(out[t, s], torch.kron(template[t, s], scaling[s]))
     vectors = kron_per_site(torch.randn(2, 3, 4), torch.randn(3, 2))
     assert vectors.shape == (2, 3, 8)
+
+
+@pytest.mark.parametrize("execution", ["batched", "loop"])
+def test_polyhistor_applies_thin_factors_as_they_are_with_the_formed_weights_values(
+        execution: str) -> None:
+    # swin-nano at rank 24: stages of width 32 and 64 form W, 128 and 256 keep A and B
+    # (24 · (128 + 64) < 128 · 64). Any rank keeps the adapters' outputs.
+    torch.manual_seed(0)
+    model = build("polyhistor", execution=execution).double().eval()
+    for generator in model.method.generators.weights:  # non-zero up weights too
+        torch.nn.init.normal_(generator, std=0.05)
+    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        model.prepare()
+        kept = {a.dim: isinstance(a._weights[0], LowRank) for a in generated_adapters(model)}
+        assert kept == {32: False, 64: False, 128: True, 256: True}
+        factored = model.method.encode(model.encoder, images)
+        for adapter in generated_adapters(model):
+            adapter._weights = tuple(formed(w) for w in adapter._weights)
+        dense = model.method.encode(model.encoder, images)
+    for task in NANO:
+        for ours, reference in zip(factored[task], dense[task], strict=True):
+            torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)

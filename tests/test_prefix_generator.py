@@ -19,7 +19,7 @@ def head_linear(generator: PrefixGenerator, head: int) -> tuple[torch.Tensor, to
     for weight, bias, widths in zip(generator.weights, generator.biases,
                                     generator.block_widths, strict=True):
         start = sum(widths[:head])
-        weights.append(weight[start:start + widths[head]])
+        weights.append(weight[:, start:start + widths[head]].T)
         biases.append(bias[start:start + widths[head]])
     return torch.cat(weights), torch.cat(biases)
 

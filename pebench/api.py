@@ -20,14 +20,9 @@ from pebench.interrupt import RunInterrupted, StopRequest
 from pebench.model import build_model
 from pebench.precision import check_precision
 from pebench.preflight import check_output_dir, resolve_device
-from pebench.results import (
-    RunRecord,
-    git_commit,
-    new_run_id,
-    now_iso,
-    read_record,
-    software_versions,
-)
+from pebench.primary import registered_primary_metric
+from pebench.provenance import git_commit, software_versions
+from pebench.results import RunRecord, new_run_id, now_iso, read_record
 from pebench.run_files import STATE_SUFFIX, RunFiles, RunLock
 from pebench.settings import MOVABLE, differences, jsonable, setting
 
@@ -58,7 +53,9 @@ def run(config: RunConfig, show_progress: bool = True,
             method_config=jsonable(method_config(config.method, config.method_overrides)),
             tasks=list(config.tasks or ()), dataset=config.dataset, backbone=config.backbone,
             img_size=config.img_size or 0, seed=config.seed, steps=config.steps or 0,
-            config=jsonable(config), versions=software_versions(), git_commit=git_commit())
+            config=jsonable(config), versions=software_versions(), git_commit=git_commit(),
+            primary_metric={task: registered_primary_metric(task).to_json()
+                            for task in config.tasks or ()})
         execution = Execution(config, device, record, RunFiles(config.out, str(run_id)),
                               stop or StopRequest(), show_progress, ranks=ranks)
         return _supervised(execution, lock)

@@ -14,13 +14,6 @@ from rich.table import Table
 
 from pebench.cli_bench import bench_command
 from pebench.cli_sweep import sweep_command
-from pebench.config import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHECKPOINT_MINUTES,
-    DEFAULT_LR,
-    DEFAULT_STEPS,
-    RunConfig,
-)
 from pebench.console import (
     console,
     errors,
@@ -29,6 +22,12 @@ from pebench.console import (
     print_unelided,
     say,
     split_list,
+)
+from pebench.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHECKPOINT_MINUTES,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
 )
 from pebench.errors import PebenchError
 from pebench.interrupt import RunInterrupted, signal_exit_code
@@ -94,7 +93,7 @@ def run_command(
     Ctrl-C or SIGTERM saves the training state and ends the run as interrupted, with the
     command that resumes it. Under torchrun (torchrun --nproc_per_node N -m pebench run ...)
     the N processes train one run data-parallel."""
-    from pebench.config import parse_overrides
+    from pebench.config import RunConfig, parse_overrides
     from pebench.interrupt import StopRequest, stop_on_signals
 
     overrides = parse_overrides(set_ or [])
@@ -151,23 +150,24 @@ def _given_settings(ctx: typer.Context, overrides: dict[str, str]) -> dict[str, 
 
 
 def _print_run(record: RunRecord, out: Path) -> None:
-    from pebench.task import get_task
+    from pebench.reference import finished_run_delta_m
 
     table = Table(title=f"{record.method} on {record.dataset} ({record.backbone}, "
                         f"{record.steps} steps, seed {record.seed})")
     table.add_column("task")
     table.add_column("primary metric")
     table.add_column("value", justify="right")
+    metrics = record.primary_metrics()
     for name, value in record.primary.items():
-        task = get_task(name)
-        arrow = "↑" if task.higher_is_better else "↓"
-        table.add_row(name, f"{task.primary_metric} {arrow}", f"{value:.2f}")
+        table.add_row(name, f"{metrics[name].name} {metrics[name].arrow}", f"{value:.2f}")
     console.print(table)
     params = record.params
     console.print(f"trainable parameters: {params['trainable']:,} of {params['total']:,}   "
                   f"train {record.timing['train_s']:.1f} s, eval {record.timing['eval_s']:.1f} s")
-    if record.delta_m is not None:
-        console.print(f"Δm vs single-task: {record.delta_m:+.2f}%")
+    delta_m = finished_run_delta_m(record, out)
+    if delta_m is not None:
+        console.print(f"Δm {delta_m.value:+.2f}% against the {delta_m.reference.label} "
+                      "(not stored: pebench compare recomputes it)", soft_wrap=True)
     console.print(f"record: {out / (record.run_id + '.json')}", soft_wrap=True)
 
 

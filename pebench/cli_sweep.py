@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from pebench.config import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_LR
 from pebench.console import note, print_comparison, say, split_list
+from pebench.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_LR
 from pebench.errors import MissingDependency, PebenchError, first_line
 
 

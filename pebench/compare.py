@@ -20,6 +20,7 @@ import pandas as pd
 
 from pebench import published
 from pebench.errors import PebenchError, unknown_name
+from pebench.primary import PrimaryMetric
 from pebench.reference import (
     REFERENCE_METHOD,
     Reference,
@@ -28,7 +29,6 @@ from pebench.reference import (
     find_reference,
 )
 from pebench.runs import METHOD_PREFIX, PRIMARY_PREFIX, RunFrame, Skipped, load_frame
-from pebench.task import get_task
 
 # Runs differing in these are different settings: always grouped apart, shown when they differ.
 SETTING_COLUMNS = ("dataset", "backbone", "tasks", "img_size", "steps", "precision",
@@ -86,6 +86,7 @@ class FailedRun:
 class Comparison:
     rows: list[Row]
     tasks: list[str]  # task columns, in order
+    primary_metrics: dict[str, PrimaryMetric]  # of every task column
     group_columns: list[str]  # every column rows are grouped by (besides method)
     shown_columns: list[str]  # the group columns worth showing: they differ, or were asked for
     references: list[str]  # labels of the Δm references used, in order of first use
@@ -119,16 +120,19 @@ def compare(directory: Path, group_by: Sequence[str] = (),
     notes = [note for row, group in groups
              for note in _row_notes(row, group, group_columns, frame.directory)]
     tasks = frame.tasks
+    primary_metrics = frame.primary_metrics()
     shown = [c for c in group_columns
              if c in group_by or completed[c].astype(str).nunique() > 1]
     if with_published:
         rows.extend(_published_rows())
         tasks += [t for t in published.METRIC_COLUMNS if t not in tasks]
+        primary_metrics = {**published.PRIMARY_METRICS, **primary_metrics}
     used = list(dict.fromkeys(r.reference for r in rows if r.reference is not None))
     failed = [FailedRun(r.run_id, r.method, r.status,
                         r.error if isinstance(r.error, str) and r.error else "(no error recorded)")
               for r in frame.failed.itertuples()]
-    return Comparison(rows=rows, tasks=tasks, group_columns=group_columns, shown_columns=shown,
+    return Comparison(rows=rows, tasks=tasks, primary_metrics=primary_metrics,
+                      group_columns=group_columns, shown_columns=shown,
                       references=used, notes=notes, failed=failed, skipped=frame.skipped,
                       directory=frame.directory, with_published=with_published)
 
@@ -161,9 +165,8 @@ def _delta_ms(frame: RunFrame) -> tuple[dict[str, str | None], dict[str, float |
         if reference is None:
             labels[record.run_id], values[record.run_id] = None, None
             continue
-        higher = {task: get_task(task).higher_is_better for task in reference.values}
         labels[record.run_id] = reference.label
-        values[record.run_id] = delta_m_against(record.primary, reference, higher)
+        values[record.run_id] = delta_m_against(record, reference)
     return labels, values
 
 

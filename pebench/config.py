@@ -12,15 +12,17 @@ from typing import Any
 
 from pebench.backbones import BACKBONES
 from pebench.data.base import DATASETS, DatasetInfo
+from pebench.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHECKPOINT_MINUTES,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+)
 from pebench.errors import PebenchError, unknown_name
 from pebench.method import METHODS
 from pebench.precision import PRECISIONS
 from pebench.task import TASKS
 
-DEFAULT_STEPS = 300
-DEFAULT_BATCH_SIZE = 8
-DEFAULT_LR = 1e-3
-DEFAULT_CHECKPOINT_MINUTES = 10.0
 MAX_SEED = 2**32 - 1  # numpy's seed range
 # Upper bounds that catch a typo before it costs an allocation failure or an endless run:
 # the published setting trains about 190,000 steps at 448 px.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import torch
 from torch.nn import functional as F
@@ -59,15 +59,3 @@ def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
 
 def primary_metrics(metrics: Metrics, tasks: dict[str, Task]) -> dict[str, float]:
     return {name: metrics[name][task.primary_metric] for name, task in tasks.items()}
-
-
-def delta_m(primary: Mapping[str, float], reference: Mapping[str, float],
-            higher_is_better: Mapping[str, bool]) -> float:
-    """Δm = mean over tasks of s·(M − M_ref)/M_ref × 100, s = +1 (higher is better) or −1."""
-    if not primary:
-        raise ValueError("Δm needs at least one task")
-    terms = []
-    for task, value in primary.items():
-        sign = 1.0 if higher_is_better[task] else -1.0
-        terms.append(sign * (value - reference[task]) / reference[task] * 100.0)
-    return sum(terms) / len(terms)

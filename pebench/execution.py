@@ -23,7 +23,6 @@ from pebench.model import MultiTaskModel, build_model
 from pebench.params import count_parameters
 from pebench.pretrain import ensure_embedded_weights
 from pebench.progress import TrainingProgress
-from pebench.reference import find_delta_m_reference
 from pebench.results import RunRecord
 from pebench.rng import capture_rng, restore_rng, seed_everything
 from pebench.run_files import RunFiles
@@ -161,7 +160,7 @@ class Execution:
         return time.perf_counter() - start
 
     def _finish(self) -> None:
-        record, config = self.record, self.config
+        record = self.record
         start = time.perf_counter()
         metrics = self._evaluate()
         eval_s = time.perf_counter() - start
@@ -172,9 +171,6 @@ class Execution:
                               "train_steps_per_s": round(steps / train_s, 4)
                               if steps and train_s > 0 else 0.0})
         record.peak_memory_mb, record.peak_memory_source = _peak_memory(self.device)
-        reference = find_delta_m_reference(record, config.out, self.tasks)
-        if reference is not None:
-            record.delta_m, record.delta_m_reference = reference.delta_m, reference.describe()
         if self.ranks.is_main:
             save_trainable_checkpoint(self.model, self.files.checkpoint)
         record.checkpoint = self.files.checkpoint.name

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from pebench.compare import Comparison, Row, describe_setting
 from pebench.errors import PebenchError
-from pebench.task import get_task
 
 SUFFIXES = (".png", ".svg", ".pdf")
 # Label positions tried in turn, as (dx, dy) in points from the marker, nearest first.
@@ -61,9 +60,9 @@ def figure_data(comparison: Comparison, metric_task: str | None = None) -> Figur
         if metric_task not in comparison.tasks:
             raise PebenchError(f"--plot-metric '{metric_task}' is not a task of these runs; "
                                f"valid: {', '.join(comparison.tasks)}.")
-        task = get_task(metric_task)
-        higher = task.higher_is_better
-        y_label = f"{metric_task} {task.primary_metric}  {'↑' if higher else '↓'}"
+        spec = comparison.primary_metrics[metric_task]
+        higher = spec.higher_is_better
+        y_label = f"{metric_task} {spec.name}  {spec.arrow}"
     ours, left_out = [], []
     for row in comparison.ours:
         point, why = _point(row, metric_task, comparison)

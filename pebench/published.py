@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 import pebench
+from pebench.primary import PrimaryMetric, delta_m
 
 TABLE_FILE = "published_pascal_context_swin_t.csv"
 DATA_PACKAGE_DIR = "reference_data"  # pebench.reference_data in a wheel
@@ -28,6 +29,11 @@ IMG_SIZE = 448
 # Task -> CSV column; units are pebench's (mIoU in %, normals' mean angle in degrees).
 METRIC_COLUMNS = {"semseg": "semseg_miou", "human_parts": "human_parts_miou",
                   "saliency": "saliency_miou", "normals": "normals_mean_deg"}
+# What each column measures: the primary metric of the task of that name.
+PRIMARY_METRICS = {"semseg": PrimaryMetric("mIoU", True),
+                   "human_parts": PrimaryMetric("mIoU", True),
+                   "saliency": PrimaryMetric("mIoU", True),
+                   "normals": PrimaryMetric("mean", False)}
 SINGLE_TASK_ROW = "Single-task full fine-tuning"
 CITATION = "Liu et al., NeurIPS 2022, Table 1, as re-reported by Agiza et al., CVPR 2024"
 REFERENCE_LABEL = f"published single-task numbers ({CITATION})"
@@ -69,14 +75,11 @@ def table_text() -> str:
 def published_rows() -> tuple[PublishedRow, ...]:
     """Every published row, with Δm recomputed here from its four metrics against the
     single-task row (not trusted from the file), so an inconsistent row shows."""
-    from pebench.evaluate import delta_m
-    from pebench.task import get_task
-
     frame = pd.read_csv(io.StringIO(table_text()))
     primary = [{task: float(row[column]) for task, column in METRIC_COLUMNS.items()}
                for _, row in frame.iterrows()]
     reference = primary[frame.index[frame["method"] == SINGLE_TASK_ROW][0]]
-    higher = {task: get_task(task).higher_is_better for task in METRIC_COLUMNS}
+    higher = {task: metric.higher_is_better for task, metric in PRIMARY_METRICS.items()}
     return tuple(
         PublishedRow(method=str(row["method"]), primary=values,
                      trainable_params_m=float(row["trainable_params_m"]),

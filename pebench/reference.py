@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pebench import published
-from pebench.evaluate import delta_m
+from pebench.primary import delta_m
 from pebench.results import RunRecord
 from pebench.runs import scan_records
-from pebench.task import Task
 
 REFERENCE_METHOD = "single-task"
 
@@ -58,13 +57,6 @@ class Reference:
     run_ids: tuple[str, ...] = ()
     label: str = ""
 
-    def describe(self) -> dict[str, Any]:
-        """What a run record stores in ``delta_m_reference``."""
-        if self.kind == "published":
-            return {"kind": self.kind, "source": published.CITATION, "primary": self.values}
-        return {"kind": self.kind, "method": REFERENCE_METHOD, "runs": list(self.run_ids),
-                "primary": self.values}
-
 
 def is_reference_for(candidate: RunRecord, setting: ReferenceSetting) -> bool:
     """The one definition of "a single-task run of the same setting": completed, same
@@ -101,36 +93,33 @@ def find_reference(setting: ReferenceSetting,
     return published_reference(setting)
 
 
-def delta_m_against(primary: Mapping[str, float | None], reference: Reference,
-                    higher_is_better: Mapping[str, bool]) -> float | None:
+def delta_m_against(record: RunRecord, reference: Reference) -> float | None:
     """Δm of one run's primary metrics; None when one of them could not be computed."""
-    values = {task: primary.get(task) for task in reference.values}
+    values = {task: record.primary.get(task) for task in reference.values}
     if not all(_finite(v) for v in values.values()):
         return None
+    metrics = record.primary_metrics()
     return delta_m({t: float(v) for t, v in values.items() if v is not None}, reference.values,
-                   higher_is_better)
+                   {task: metrics[task].higher_is_better for task in reference.values})
 
 
 @dataclass(frozen=True)
-class DeltaMReference:
-    delta_m: float
+class DeltaM:
+    value: float
     reference: Reference
 
-    def describe(self) -> dict[str, Any]:
-        return self.reference.describe()
 
-
-def find_delta_m_reference(record: RunRecord, results_dir: Path,
-                           tasks: dict[str, Task]) -> DeltaMReference | None:
-    """Δm of a run as it finishes, against the records already in its output directory (or
-    the published numbers); None when there is no reference."""
+def finished_run_delta_m(record: RunRecord, results_dir: Path) -> DeltaM | None:
+    """Δm of a run that has just finished, against the other records in its output directory
+    (or the published numbers), to show, not to store: a record holds only its own run's
+    facts, and ``pebench compare`` recomputes Δm from whatever runs exist then. None when
+    there is no reference or a metric could not be computed."""
     candidates = [c for c in scan_records(results_dir).records if c.run_id != record.run_id]
     reference = find_reference(ReferenceSetting.of(record), candidates)
     if reference is None:
         return None
-    higher = {name: task.higher_is_better for name, task in tasks.items()}
-    value = delta_m_against(record.primary, reference, higher)
-    return None if value is None else DeltaMReference(value, reference)
+    value = delta_m_against(record, reference)
+    return None if value is None else DeltaM(value, reference)
 
 
 def _finite(value: object) -> bool:

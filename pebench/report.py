@@ -18,7 +18,6 @@ from rich.table import Table
 
 from pebench.compare import Comparison, Row, Stat
 from pebench.errors import PebenchError
-from pebench.task import get_task
 
 FORMATS = ("table", "md", "csv", "latex")
 Kind = Literal["text", "metric", "delta", "params", "ms", "count", "recomputed"]
@@ -45,11 +44,10 @@ def columns(comparison: Comparison) -> list[Column]:
         cols.append(Column(name, name, latex_escape(name), "text",
                            lambda r, name=name: r.setting.get(name)))
     for task in comparison.tasks:
-        spec = get_task(task)
-        arrow, tex_arrow = ("↑", r"$\uparrow$") if spec.higher_is_better \
-            else ("↓", r"$\downarrow$")
-        label = f"{task} {spec.primary_metric}"
-        cols.append(Column(f"{task}_{spec.primary_metric}", f"{label} {arrow}",
+        spec = comparison.primary_metrics[task]
+        tex_arrow = r"$\uparrow$" if spec.higher_is_better else r"$\downarrow$"
+        label = f"{task} {spec.name}"
+        cols.append(Column(f"{task}_{spec.name}", f"{label} {spec.arrow}",
                            f"{latex_escape(label)} {tex_arrow}", "metric",
                            lambda r, task=task: r.metrics.get(task)))
     cols.append(Column("delta_m", "Δm (%) ↑", r"$\Delta_m$ (\%) $\uparrow$", "delta",

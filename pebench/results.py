@@ -10,20 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
-import subprocess
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy
-import timm
-import torch
-
-import pebench
 from pebench.atomic import atomic_write_text
+from pebench.primary import PrimaryMetric, registered_primary_metric
 
 SCHEMA = "pebench.run/1"
 Status = Literal["running", "completed", "failed", "interrupted"]
@@ -50,8 +44,8 @@ class RunRecord:
     weights: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     primary: dict[str, float] = field(default_factory=dict)
-    delta_m: float | None = None
-    delta_m_reference: dict[str, Any] | None = None
+    # Each task's primary metric: {"name": ..., "higher_is_better": ...} (pebench.primary).
+    primary_metric: dict[str, dict[str, Any]] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     # How it ran, which does not change what it computes: device, processes, loader workers.
@@ -63,6 +57,13 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
     schema: str = SCHEMA
+
+    def primary_metrics(self) -> dict[str, PrimaryMetric]:
+        """Each task's primary metric as the run recorded it; for a record written before
+        runs recorded it, as the registered task declares it (which imports the tasks)."""
+        return {task: PrimaryMetric.from_json(self.primary_metric[task])
+                if task in self.primary_metric else registered_primary_metric(task)
+                for task in self.tasks}
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
@@ -106,7 +107,8 @@ def _check_types(record: RunRecord) -> None:
     expected: dict[str, type | tuple[type, ...]] = {
         "run_id": str, "method": str, "dataset": str, "backbone": str, "status": str,
         "tasks": list, "img_size": int, "seed": int, "steps": int, "config": dict,
-        "primary": dict, "params": dict, "timing": dict, "weights": dict}
+        "primary": dict, "params": dict, "timing": dict, "weights": dict,
+        "primary_metric": dict}
     for name, kind in expected.items():
         value = getattr(record, name)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -114,6 +116,12 @@ def _check_types(record: RunRecord) -> None:
     for task, value in record.primary.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{SCHEMA} record with a non-numeric primary['{task}']: {value!r}")
+    for task, value in record.primary_metric.items():
+        try:
+            PrimaryMetric.from_json(value)
+        except ValueError as exc:
+            raise ValueError(f"{SCHEMA} record with an invalid primary_metric['{task}']: "
+                             f"{exc}") from None
 
 
 def _finite_or_null(value: Any) -> Any:
@@ -134,23 +142,3 @@ def new_run_id(method: str, dataset: str, backbone: str, seed: int) -> str:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def software_versions() -> dict[str, str]:
-    return {"pebench": pebench.__version__, "python": platform.python_version(),
-            "torch": torch.__version__, "timm": timm.__version__, "numpy": numpy.__version__}
-
-
-def git_commit() -> str | None:
-    """The commit of the pebench source tree, with ``-dirty`` when it has local changes;
-    None for an installed copy outside a git checkout."""
-    source = Path(pebench.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=source, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}-dirty" if dirty else commit

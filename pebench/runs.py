@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pebench.errors import PebenchError
+from pebench.primary import PrimaryMetric
 from pebench.results import RunRecord, read_record
 
 METHOD_PREFIX = "method."  # method hyperparameters become columns "method.<name>"
@@ -91,11 +92,20 @@ class RunFrame:
             seen.update(dict.fromkeys(tasks.split(",")))
         return list(seen)
 
+    def primary_metrics(self) -> dict[str, PrimaryMetric]:
+        """Each task's primary metric, as the completed runs recorded it."""
+        found: dict[str, PrimaryMetric] = {}
+        for run_id in self.completed["run_id"]:
+            record = self.records[run_id]
+            if any(task not in found for task in record.tasks):
+                found = {**record.primary_metrics(), **found}
+        return found
+
     def setting_columns(self) -> list[str]:
         """Columns ``--group-by`` may name: the record's setting, its config and its method
         hyperparameters; not the outcome (metrics, timing) nor bookkeeping (run id, path)."""
         outcome = {"run_id", "status", "error", "params_trainable", "train_s", "step_ms",
-                   "path", "delta_m", "method"}
+                   "path", "method"}
         return [c for c in self.completed.columns
                 if c not in outcome and not c.startswith(PRIMARY_PREFIX)]
 
@@ -141,7 +151,7 @@ def _row(record: RunRecord, path: Path) -> dict[str, Any]:
         "seed": record.seed, "weights_sha256": record.weights.get("sha256"),
         "params_trainable": record.params.get("trainable"),
         "train_s": math.nan if train_s is None else train_s, "step_ms": step_ms,
-        "path": str(path), "delta_m": record.delta_m,
+        "path": str(path),
         # Records from before these options ran in fp32, uncompiled.
         "precision": record.config.get("precision", "fp32"),
         "compile": bool(record.config.get("compile", False)),

@@ -21,10 +21,9 @@ import pytest
 from cli_runner import run_cli
 
 from pebench.compare import Comparison, Row, compare
-from pebench.reference import ReferenceSetting, find_delta_m_reference, find_reference
+from pebench.reference import ReferenceSetting, find_reference, finished_run_delta_m
 from pebench.report import latex_escape
 from pebench.results import RunRecord
-from pebench.task import get_task
 
 SHA = "ab" * 32
 
@@ -33,7 +32,9 @@ def record(out: Path, method: str, seed: int, semseg: float, normals: float, tra
            train_s: float, *, steps: int = 300, dataset: str = "synthetic",
            backbone: str = "swin-nano", img_size: int = 96, batch_size: int = 8,
            lr: float = 1e-3, status: str = "completed", error: str | None = None,
-           precision: str = "fp32") -> RunRecord:
+           precision: str = "fp32", legacy: bool = False) -> RunRecord:
+    """A record as a run writes it; ``legacy``: as runs wrote it before they recorded how to
+    read their primary metrics."""
     run = RunRecord(
         run_id=f"{method}-{dataset}-{steps}-b{batch_size}-lr{lr}-s{seed}",
         created_at="2024-05-01T12:00:00+00:00", method=method, method_config={"rank": 4},
@@ -45,6 +46,9 @@ def record(out: Path, method: str, seed: int, semseg: float, normals: float, tra
         status=status, error=error,  # type: ignore[arg-type]
         weights={"source": "embedded", "path": None, "sha256": SHA},
         primary={"semseg": semseg, "normals": normals},
+        primary_metric={} if legacy else {
+            "semseg": {"name": "mIoU", "higher_is_better": True},
+            "normals": {"name": "mean", "higher_is_better": False}},
         params={"trainable": trainable, "total": 9_000_000}, timing={"train_s": train_s})
     run.write(out)
     return run
@@ -288,10 +292,9 @@ def test_published_numbers_are_the_reference_of_the_published_setting(tmp_path: 
 
     # The run-time lookup uses the same fallback.
     lone = record(out, "decoder-only", 0, 60.489, 17.97, 2_000_000, 100.0, **setting)
-    tasks = {name: get_task(name) for name in lone.tasks}
-    found = find_delta_m_reference(lone, out, tasks)
-    assert found is not None and found.delta_m == pytest.approx(-5.0)
-    assert found.describe()["kind"] == "published"
+    found = finished_run_delta_m(lone, out)
+    assert found is not None and found.value == pytest.approx(-5.0)
+    assert found.reference.kind == "published"
 
 
 def test_reference_matching_is_one_rule(runs: Path) -> None:

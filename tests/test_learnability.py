@@ -33,7 +33,7 @@ import pytest
 
 from pebench.api import run
 from pebench.config import RunConfig
-from pebench.evaluate import delta_m
+from pebench.primary import delta_m
 from pebench.task import get_task
 
 TASKS = ("semseg", "human_parts", "saliency", "normals")

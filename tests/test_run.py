@@ -14,15 +14,17 @@ from safetensors.torch import load_file
 import pebench.pretrain
 from pebench.api import run
 from pebench.config import RunConfig
-from pebench.evaluate import delta_m
 from pebench.params import count_parameters
+from pebench.primary import delta_m
+from pebench.reference import finished_run_delta_m
+from pebench.results import RunRecord
 from pebench.task import get_task
 
 TINY = {"img_size": 64, "batch_size": 2, "steps": 3}
 RECORD_FIELDS = {
     "schema", "run_id", "created_at", "status", "error", "method", "method_config", "tasks",
     "dataset", "backbone", "weights", "img_size", "seed", "steps", "metrics", "primary",
-    "delta_m", "delta_m_reference", "params", "timing", "peak_memory_mb", "versions",
+    "primary_metric", "params", "timing", "peak_memory_mb", "versions",
     "git_commit", "config",
 }
 
@@ -95,12 +97,18 @@ def test_failure_after_start_is_recorded_as_failed(tmp_path: Path,
 def test_delta_m_against_single_task_runs_of_the_same_setting(tmp_path: Path) -> None:
     reference = tiny_run(tmp_path, method="single-task", steps=1)
     record = tiny_run(tmp_path, method="decoder-only", steps=1)
+    # The record holds its own run's facts: its primary metrics and how to read them.
+    assert "delta_m" not in record
+    assert record["primary_metric"] == {
+        t: {"name": get_task(t).primary_metric, "higher_is_better": get_task(t).higher_is_better}
+        for t in record["tasks"]}
     higher = {t: get_task(t).higher_is_better for t in record["tasks"]}
     expected = delta_m(record["primary"], reference["primary"], higher)
-    assert record["delta_m"] == pytest.approx(expected)
-    assert record["delta_m_reference"]["runs"] == [reference["run_id"]]
+    shown = finished_run_delta_m(RunRecord.from_dict(record), tmp_path)
+    assert shown is not None and shown.value == pytest.approx(expected)
+    assert shown.reference.run_ids == (reference["run_id"],)
     different_budget = tiny_run(tmp_path, method="decoder-only", steps=2)
-    assert different_budget["delta_m"] is None
+    assert finished_run_delta_m(RunRecord.from_dict(different_budget), tmp_path) is None
 
 
 def test_missing_embedded_weights_are_built_first(tmp_path: Path, isolated_cache: Path,

@@ -40,15 +40,17 @@ from methods.adapter_layers import (
     check_reduction,
 )
 from methods.task_layers import layer_norms_per_task
-from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.method import SharableMethod, SharingConfig, option, register_method
 
 
 @dataclass
 class AdapterConfig(SharingConfig):
-    reduction: int = 4
-    activation: Activation = "gelu"
-    init_std: float = 0.01
-    train_layer_norms: bool = True
+    reduction: int = option(4, "bottleneck width d / reduction in every stage")
+    activation: Activation = option("gelu", "nonlinearity inside the adapter")
+    init_std: float = option(0.01, "std of both projections' truncated-normal init "
+                                   "(0: exactly the identity)")
+    train_layer_norms: bool = option(True, "also train the encoder's layer norms (a copy "
+                                           "per weight set)")
 
     def __post_init__(self) -> None:
         if self.reduction < 1:

@@ -68,15 +68,17 @@ from methods.adapter_layers import (
 from methods.task_layers import layer_norms_per_task
 from pebench.backbones import BackboneSpec
 from pebench.errors import PebenchError
-from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.method import SharableMethod, SharingConfig, option, register_method
 
 
 @dataclass
 class PHMConfig(SharingConfig):
-    phm_dim: int = 4
-    reduction: int = 8
-    rule_init_std: float = 0.01
-    train_layer_norms: bool = True
+    phm_dim: int = option(4, "n: number of Kronecker terms Σ Aᵢ ⊗ Bᵢ, Aᵢ of n × n")
+    reduction: int = option(8, "bottleneck width d / reduction in every stage")
+    rule_init_std: float = option(0.01, "std of the rule matrices Aᵢ at init (0: exactly the "
+                                        "identity adapter)")
+    train_layer_norms: bool = option(True, "also train the encoder's layer norms (a copy "
+                                           "per weight set)")
 
     def __post_init__(self) -> None:
         if self.phm_dim < 1:

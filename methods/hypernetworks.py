@@ -64,7 +64,7 @@ from methods.adapter_layers import (
 )
 from methods.prefix_generator import PrefixGenerator, Shape
 from pebench.errors import PebenchError
-from pebench.method import Method, register_method
+from pebench.method import Method, option, register_method
 from pebench.params import ENCODER_SHARED, OTHER
 
 POSITIONS = ("attention", "mlp")
@@ -72,11 +72,14 @@ POSITIONS = ("attention", "mlp")
 
 @dataclass
 class HyperformerConfig:
-    reduction: int = 2
-    embedding_dim: int = 64
-    projector_hidden: int = 128
-    projected_dim: int = 128
-    execution: Literal["batched", "loop"] = "batched"
+    reduction: int = option(2, "bottleneck width d / reduction of the generated adapters")
+    embedding_dim: int = option(64, "width of the task, layer and position embeddings")
+    projector_hidden: int = option(128, "hidden width of the task projector")
+    projected_dim: int = option(128, "width of the conditioning vector z the hypernetworks "
+                                     "read")
+    execution: Literal["batched", "loop"] = option("batched", "one task-batched pass "
+                                                              "(batched) or one pass per task "
+                                                              "(loop); same results")
 
     def __post_init__(self) -> None:
         for name in ("reduction", "embedding_dim", "projector_hidden", "projected_dim"):
@@ -86,7 +89,7 @@ class HyperformerConfig:
 
 @dataclass
 class PolyhistorConfig(HyperformerConfig):
-    rank: int = 24
+    rank: int = option(24, "rank of the decomposed hypernetworks' factors")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -20,15 +20,17 @@ from torch import nn
 from methods.adapter_layers import weight_sets_group
 from methods.lora_layers import LoRALinear, LowRankUpdate
 from pebench.backbones import BRANCH_LINEARS
-from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.method import SharableMethod, SharingConfig, option, register_method
 
 
 @dataclass
 class LoRAConfig(SharingConfig):
-    rank: int = 4
-    alpha: float = 4.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] = ("attn.qkv",)
+    rank: int = option(4, "rank r of each update B·A")
+    alpha: float = option(4.0, "the update is scaled by alpha / rank")
+    dropout: float = option(0.0, "dropout on the input of each update")
+    targets: tuple[str, ...] = option(("attn.qkv",), "comma-separated block linears to "
+                                                     "adapt (attn.qkv, attn.proj, mlp.fc1, "
+                                                     "mlp.fc2)")
 
     def __post_init__(self) -> None:
         if self.rank < 1:

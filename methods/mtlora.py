@@ -68,6 +68,7 @@ from pebench.method import (
     Execution,
     Method,
     TaskFeatures,
+    option,
     register_method,
     split_task_features,
 )
@@ -78,18 +79,21 @@ TASK_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")
 
 @dataclass
 class MTLoRAConfig:
-    rank: int = 16
-    task_rank: int = 4
-    shared_scale: float = 4.0
-    task_scale: float = 4.0
-    dropout: float = 0.05
-    targets: tuple[str, ...] = BRANCH_LINEARS
-    task_targets: tuple[str, ...] = TASK_LINEARS
-    train_patch_embed: bool = True
-    train_layer_norms: bool = True
-    train_position_bias: bool = True
-    train_patch_merging: bool = True
-    execution: Execution = "batched"
+    rank: int = option(16, "rank r of the task-agnostic LoRA in every block")
+    task_rank: int = option(4, "rank of the task-specific LoRA in each stage's last block")
+    shared_scale: float = option(4.0, "constant scale of the task-agnostic updates")
+    task_scale: float = option(4.0, "constant scale of the task-specific updates")
+    dropout: float = option(0.05, "dropout on the input of every low-rank update")
+    targets: tuple[str, ...] = option(BRANCH_LINEARS, "comma-separated linears with "
+                                                      "task-agnostic LoRA")
+    task_targets: tuple[str, ...] = option(TASK_LINEARS, "comma-separated linears with "
+                                                         "task-specific LoRA")
+    train_patch_embed: bool = option(True, "also train the patch embedding (conv and norm)")
+    train_layer_norms: bool = option(True, "also train every layer norm")
+    train_position_bias: bool = option(True, "also train the relative-position bias tables")
+    train_patch_merging: bool = option(True, "also train the patch-merging reductions")
+    execution: Execution = option("batched", "task branches as one task-batched pass "
+                                             "(batched) or one pass per task (loop)")
 
     def __post_init__(self) -> None:
         for name in ("rank", "task_rank"):

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from pebench.errors import MissingDependency, PebenchError
-from pebench.method import Execution, Method, TaskFeatures, register_method
+from pebench.method import Execution, Method, TaskFeatures, option, register_method
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 
 SHARED_ADAPTER = "shared"
@@ -95,9 +95,10 @@ def load_peft_config(path: str) -> Any:
 
 @dataclass
 class PeftMethodConfig:
-    config: str = ""
-    per_task: bool = False
-    execution: Execution = "loop"
+    config: str = option("", "PEFT config JSON file (or its folder); empty: LoRA r = 4 on "
+                             "attn.qkv")
+    per_task: bool = option(False, "one adapter per task (the per-task loop), not one shared")
+    execution: Execution = option("loop", "per-task adapters run in the loop only")
 
     def __post_init__(self) -> None:
         if self.per_task and self.execution == "batched":

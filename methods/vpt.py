@@ -63,14 +63,22 @@ from torch.nn import functional as F
 
 from methods.adapter_layers import weight_sets_group
 from pebench.backbones import SwinEncoder
-from pebench.method import Execution, SharableMethod, SharingConfig, register_method
+from pebench.method import (
+    Execution,
+    SharableMethod,
+    SharingConfig,
+    option,
+    register_method,
+)
 
 
 @dataclass
 class VPTConfig(SharingConfig):
-    num_prompts: int = 50
-    dropout: float = 0.0
-    execution: Execution = "loop"  # see the module docstring
+    num_prompts: int = option(50, "learnable prompt tokens per prompted block")
+    dropout: float = option(0.0, "dropout on the prompts")
+    # Loop by default: see the module docstring.
+    execution: Execution = option("loop", "per-task prompts: one pass per task (loop) or one "
+                                          "task-batched pass (batched); same results")
 
     def __post_init__(self) -> None:
         if self.num_prompts < 1:

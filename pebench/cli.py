@@ -178,11 +178,13 @@ app.command("bench")(bench_command)
 @app.command("list")
 def list_command(
     what: Annotated[Listing | None, typer.Argument(help="what to list (default: all)")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="methods: every --set key with its type, default and help")] = False,
 ) -> None:
     """List registered methods, tasks, datasets and backbones."""
     from pebench.backbones import BACKBONES
     from pebench.data.base import DATASETS
-    from pebench.method import METHODS
+    from pebench.method import METHODS, option_docs
     from pebench.task import TASKS
 
     registries = {Listing.methods: METHODS, Listing.tasks: TASKS, Listing.datasets: DATASETS,
@@ -196,6 +198,19 @@ def list_command(
         for entry in registry.entries():
             table.add_row(entry.name, entry.description)
         console.print(table)
+        if verbose and kind == Listing.methods:
+            options = Table(title="method hyperparameters (--set key=value)",
+                            title_justify="left")
+            for column in ("method", "key", "type", "default"):
+                options.add_column(column, no_wrap=True)
+            options.add_column("help", min_width=30)
+            for entry in METHODS.entries():
+                docs = option_docs(entry.obj.Config)
+                if not docs:
+                    options.add_row(entry.name, "—", "", "", "no hyperparameters")
+                for doc in docs:
+                    options.add_row(entry.name, doc.key, doc.kind, doc.default, doc.help)
+            console.print(options)  # the help column wraps; nothing in it is a number
 
 
 @app.command("pretrain")

@@ -187,7 +187,8 @@ def method_config(method: str, overrides: dict[str, str]) -> Any:
     for key, raw in overrides.items():
         if key not in fields:
             valid = ", ".join(sorted(fields)) or "none (this method has no hyperparameters)"
-            raise PebenchError(f"method '{method}' has no hyperparameter '{key}'; valid: {valid}.")
+            raise PebenchError(f"method '{method}' has no hyperparameter '{key}'; valid: {valid} "
+                               "(see 'pebench list methods --verbose').")
         values[key] = _coerce(method, key, raw, hints[key])
     try:
         return config_cls(**values)

@@ -52,7 +52,7 @@ class BackboneSpec:
         return (*strides, strides[-1])
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", entry_point_group="pebench.backbones")
 
 for _spec in (
     BackboneSpec("swin-t", "Swin-T (28M), timm swin_tiny_patch4_window7_224 built at 448",

@@ -89,7 +89,8 @@ def check_same_shape(task: str, output: torch.Tensor, target: torch.Tensor) -> N
                          f"{tuple(target.shape)}.")
 
 
-TASKS: Registry[type[Task]] = Registry("task", builtin_modules=("tasks",))
+TASKS: Registry[type[Task]] = Registry("task", builtin_modules=("tasks",),
+                                      entry_point_group="pebench.tasks")
 
 
 def register_task(cls: type[Task]) -> type[Task]:

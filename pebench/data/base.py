@@ -46,7 +46,7 @@ class DatasetSource(ABC):
 
 DATASETS: Registry[type[DatasetSource]] = Registry(
     "dataset", builtin_modules=("pebench.data.synthetic", "pebench.data.pascal_context",
-                               "pebench.data.nyud")
+                               "pebench.data.nyud"), entry_point_group="pebench.datasets"
 )
 
 

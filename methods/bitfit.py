@@ -32,9 +32,9 @@ class BitFit(SharableMethod):
     Config: ClassVar[type] = SharingConfig
 
     def attach(self, encoder: nn.Module) -> nn.Module:
-        with_bias = [(name, module) for name, module in encoder.model.named_modules()
-                     if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Conv2d))
-                     and isinstance(module.bias, torch.Tensor)]
+        with_bias = [(name, module)
+                     for name, module in encoder.layers_of((nn.Linear, nn.LayerNorm, nn.Conv2d))
+                     if isinstance(module.bias, torch.Tensor)]
         for name, module in with_bias:
             channel_dim = 1 if isinstance(module, nn.Conv2d) else -1
             encoder.replace_module(name, lambda m, d=channel_dim: TaskBias(

@@ -236,7 +236,6 @@ class MTLoRA(Method):
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         config = self.config
-        paths = {module: name for name, module in encoder.model.named_modules()}
         sites = list(encoder.blocks())
         last = {site.stage: site for site in sites}
         # Each stage's task branch, in stage order. A plain list: the branches belong to the
@@ -244,7 +243,7 @@ class MTLoRA(Method):
         self._branches: list[TaskBranchMlp] = []
         for site in sites:
             if last[site.stage] is site:
-                self._attach_task_branch(encoder, site, paths[site.block])
+                self._attach_task_branch(encoder, site)
             else:
                 for target in config.targets:
                     site.replace_linear(target, lambda base: AdaptedLinear(
@@ -262,7 +261,7 @@ class MTLoRA(Method):
                              len(self.tasks), config.task_rank, config.task_scale,
                              config.dropout, ENCODER_TASK_SPECIFIC)
 
-    def _attach_task_branch(self, encoder: nn.Module, site: BlockSite, path: str) -> None:
+    def _attach_task_branch(self, encoder: nn.Module, site: BlockSite) -> None:
         config = self.config
 
         def adapted(base: nn.Linear, target: str) -> AdaptedLinear:
@@ -283,25 +282,22 @@ class MTLoRA(Method):
             record))
         proj_tasks = (self._update(encoder, proj, False)
                       if "attn.proj" in config.task_targets else None)
-        norm = encoder.model.get_submodule(f"{path}.norm2")
-        encoder.replace_module(f"{path}.norm2", lambda current: nn.Identity())
-        self._branches.append(encoder.replace_module(f"{path}.mlp", lambda mlp: TaskBranchMlp(
+        norm = site.submodule("norm2")
+        site.replace_submodule("norm2", lambda current: nn.Identity())
+        self._branches.append(site.replace_submodule("mlp", lambda mlp: TaskBranchMlp(
             site.stage, norm, mlp, record, proj_tasks)))
 
     def _unfreeze_extras(self, encoder: nn.Module) -> None:
         """What MTLoRA trains besides the low-rank updates, all shared by the tasks."""
         config = self.config
-        model = encoder.model
         if config.train_patch_embed:
-            model.patch_embed.requires_grad_(True)
+            encoder.patch_embedding().requires_grad_(True)
         if config.train_layer_norms:
-            for module in model.modules():
-                if isinstance(module, nn.LayerNorm):
-                    module.requires_grad_(True)
+            for _, norm in encoder.layers_of(nn.LayerNorm):
+                norm.requires_grad_(True)
         if config.train_position_bias:
-            for name, param in model.named_parameters():
-                if name.endswith("relative_position_bias_table"):
-                    param.requires_grad_(True)
+            for table in encoder.position_bias_tables():
+                table.requires_grad_(True)
         if config.train_patch_merging:
             for merging in encoder.patch_mergings():
                 merging.requires_grad_(True)

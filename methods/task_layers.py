@@ -69,8 +69,7 @@ class TaskLayerNorm(nn.Module):
 def layer_norms_per_task(encoder: nn.Module, num_sets: int, shared: bool) -> None:
     """Make every LayerNorm of the encoder (two per block, the patch-merging norms and the
     patch-embedding norm) a trainable TaskLayerNorm with ``num_sets`` weight sets."""
-    names = [name for name, module in encoder.model.named_modules()
-             if isinstance(module, nn.LayerNorm)]
+    names = [name for name, _ in encoder.layers_of(nn.LayerNorm)]
     for name in names:
         encoder.replace_module(name, lambda norm: TaskLayerNorm(
             norm, encoder.task_context, num_sets, shared))

@@ -57,9 +57,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import nn
-from torch.nn import functional as F
 
 from methods.adapter_layers import weight_sets_group
 from pebench.backbones import SwinEncoder
@@ -123,98 +121,20 @@ class PromptedSwin(nn.Module):
         return self.swin.tap_channels
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.swin.model.patch_embed(images)
-        mergings = self.swin.patch_mergings()  # stages 1..3: the first has none
-        prompts = self.fresh_prompts(0, x.shape[0])
-        taps = []
-        for site in self.swin.blocks():
-            if site.stage > 0 and site.index == 0:
-                x, prompts = merge_with_prompts(mergings[site.stage - 1], x, prompts)
-                taps.append(x)
-            if 0 < site.layer < len(self.prompts.layers):  # VPT-deep: replace before every block
-                prompts = self.fresh_prompts(site.layer, x.shape[0])
-            x, prompts = prompted_block(site.block, x, prompts)
-        taps.append(x)
-        return [t.permute(0, 3, 1, 2) for t in taps]
+        return self.swin.prompted_taps(images, self.fresh_prompts)
 
-    def fresh_prompts(self, layer: int, num_images: int) -> torch.Tensor:
-        """(num_images, P, C): each image gets the prompt set of its task (TaskContext.add
-        picks the active task's set in the loop, one set per task-major chunk in a batched
-        pass, the one set when shared)."""
+    def fresh_prompts(self, layer: int, num_images: int) -> torch.Tensor | None:
+        """(num_images, P, C) for the block of ``layer``, None past the prompted blocks (the
+        first for VPT-shallow, every one for VPT-deep): each image gets the prompt set of its
+        task (TaskContext.add picks the active task's set in the loop, one set per task-major
+        chunk in a batched pass, the one set when shared)."""
+        if layer >= len(self.prompts.layers):
+            return None
         sets = self.prompts.layers[layer]
         _, num_prompts, width = sets.shape
         flat = self.task_context.add(sets.new_zeros(num_images, num_prompts * width),
                                      sets.flatten(1))
         return self.dropout(flat.view(num_images, num_prompts, width))
-
-
-def prompted_block(block: SwinTransformerBlock, x: torch.Tensor,
-                   prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One frozen Swin block over image tokens x (N, H, W, C) and prompts (N, P, C)."""
-    n, h, w, c = x.shape
-    num_prompts = prompts.shape[1]
-    tokens = torch.cat([prompts, x.reshape(n, h * w, c)], dim=1)
-    normed = block.norm1(tokens)
-    attended_prompts, attended_x = window_attention(
-        block, normed[:, num_prompts:].reshape(n, h, w, c), normed[:, :num_prompts])
-    attended = torch.cat([attended_prompts, attended_x.reshape(n, h * w, c)], dim=1)
-    tokens = tokens + block.drop_path1(attended)
-    tokens = tokens + block.drop_path2(block.mlp(block.norm2(tokens)))
-    return tokens[:, num_prompts:].reshape(n, h, w, c), tokens[:, :num_prompts]
-
-
-def window_attention(block: SwinTransformerBlock, x: torch.Tensor,
-                     prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(S)W-MSA with the prompts prepended to every window: returns the prompts averaged over
-    the windows (N, P, C) and the image tokens in place (N, H, W, C). Cyclic shift and
-    padding to whole windows are timm's, so no prompts means exactly the frozen block (whose
-    attention and projection dropout SwinEncoder leaves at 0)."""
-    n, h, w, c = x.shape
-    attn = block.attn
-    shift = block.shift_size
-    if any(shift):
-        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-    pad_h, pad_w = -h % block.window_size[0], -w % block.window_size[1]
-    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    windows = window_partition(x, block.window_size).reshape(n, -1, attn.window_area, c)
-    num_windows, num_prompts = windows.shape[1], prompts.shape[1]
-    length = num_prompts + attn.window_area
-    prompt_qkv = attn.qkv(prompts).unsqueeze(1).expand(-1, num_windows, -1, -1)
-    qkv = torch.cat([prompt_qkv, attn.qkv(windows)], dim=2)
-    # (3, N, windows, heads, tokens, head_dim)
-    q, k, v = qkv.reshape(n, num_windows, length, 3, attn.num_heads, -1).permute(
-        3, 0, 1, 4, 2, 5).unbind(0)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=prompted_bias(block, num_prompts),
-                                         scale=attn.scale)
-    out = out.transpose(2, 3).reshape(n, num_windows, length, -1)
-    # The output projection is affine: averaging the prompts over the windows before it gives
-    # the same result as after it, at 1/windows of the cost.
-    prompts = attn.proj(out[:, :, :num_prompts].mean(dim=1))
-    image = attn.proj(out[:, :, num_prompts:])
-    image = window_reverse(image.reshape(-1, *block.window_size, c), block.window_size,
-                           h + pad_h, w + pad_w)[:, :h, :w]
-    if any(shift):
-        image = torch.roll(image, shifts=shift, dims=(1, 2))
-    return prompts, image
-
-
-def prompted_bias(block: SwinTransformerBlock, num_prompts: int) -> torch.Tensor:
-    """The relative-position bias plus the shifted-window mask, ([windows,] heads, L, L),
-    padded with zeros on the prompt rows and columns (no position, no mask for prompts)."""
-    attn = block.attn
-    area = attn.window_area
-    bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
-    bias = bias.view(area, area, -1).permute(2, 0, 1)
-    if block.attn_mask is not None:
-        bias = bias.unsqueeze(0) + block.attn_mask.unsqueeze(1)
-    return F.pad(bias, (num_prompts, 0, num_prompts, 0))
-
-
-def merge_with_prompts(merging: nn.Module, x: torch.Tensor,
-                       prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patch merging of the image tokens; each prompt goes through the same frozen norm and
-    reduction as a 2×2 group of four copies of itself."""
-    return merging(x), merging.reduction(merging.norm(prompts.repeat(1, 1, 4)))
 
 
 class VisualPromptTuning(SharableMethod):

@@ -1,7 +1,9 @@
 """Swin backbones from timm: the factory, the multi-scale feature taps, and the block surface.
 
 Methods never dig into timm internals on their own; they go through ``SwinEncoder.blocks()``
-(a ``BlockSite`` per transformer block) and ``SwinEncoder.patch_mergings()``.
+(a ``BlockSite`` per transformer block), ``SwinEncoder.patch_mergings()``, the layer
+accessors (``layers_of``, ``patch_embedding``, ``position_bias_tables``) and
+``SwinEncoder.prompted_taps`` (prompt tokens, ``pebench/prompted_swin.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ import torch
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
+from pebench.prompted_swin import FreshPrompts, PromptedPass
 from pebench.registry import Registry
 from pebench.task_context import TaskContext
+
+# Steps of SwinEncoder.taps: a block run on tokens x (N, H, W, C) given its layer index, a
+# patch merging run on x.
+BlockStep = Callable[[SwinTransformerBlock, int, torch.Tensor], torch.Tensor]
+MergeStep = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -118,11 +126,33 @@ class BlockSite:
         setattr(parent, child, new)
         return new
 
+    def submodule(self, name: str) -> nn.Module:
+        """One of the block's sub-layers: ``norm1``, ``attn``, ``norm2``, ``mlp``."""
+        _check_submodule_name(name)
+        return self.block.get_submodule(name)
+
+    def replace_submodule(self, name: str, make: Callable[[nn.Module], nn.Module]) -> nn.Module:
+        """Replace a sub-layer (``norm1``, ``attn``, ``norm2``, ``mlp``) by ``make(current)``;
+        returns the new module."""
+        _check_submodule_name(name)
+        new = make(getattr(self.block, name))
+        setattr(self.block, name, new)
+        return new
+
     def add_after_attention(self, module: nn.Module) -> None:
         _branch(self.block, "drop_path1").modules_after.append(module)
 
     def add_after_mlp(self, module: nn.Module) -> None:
         _branch(self.block, "drop_path2").modules_after.append(module)
+
+
+BLOCK_SUBMODULES = ("norm1", "attn", "norm2", "mlp")
+
+
+def _check_submodule_name(name: str) -> None:
+    if name not in BLOCK_SUBMODULES:
+        raise ValueError(f"unknown block sub-layer '{name}'; valid: "
+                         f"{', '.join(BLOCK_SUBMODULES)}")
 
 
 def _check_linear_name(name: str) -> None:
@@ -173,15 +203,33 @@ class SwinEncoder(nn.Module):
         return self.spec.tap_channels
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.taps(images)
+
+    def taps(self, images: torch.Tensor, block: BlockStep | None = None,
+             merge: MergeStep | None = None) -> list[torch.Tensor]:
+        """The four taps (NCHW), the one place that defines them: the patch embedding, then
+        each stage's blocks, each block through ``block(block, layer, x)`` (default: the
+        block itself) and each patch merging through ``merge(merging, x)`` (default: the
+        merging), tapping after every merging and after the last block."""
         x = self.model.patch_embed(images)
         taps = []
-        for i, stage in enumerate(self.model.layers):
-            x = stage.downsample(x)
-            if i > 0:
+        layer = 0
+        for index, stage in enumerate(self.model.layers):
+            if index > 0:  # timm merges at the start of a stage
+                x = merge(stage.downsample, x) if merge else stage.downsample(x)
                 taps.append(x)
-            x = stage.blocks(x)
+            for module in stage.blocks:
+                x = block(module, layer, x) if block else module(x)
+                layer += 1
         taps.append(x)
         return [t.permute(0, 3, 1, 2) for t in taps]
+
+    def prompted_taps(self, images: torch.Tensor, fresh: FreshPrompts) -> list[torch.Tensor]:
+        """The taps of the frozen Swin run with prompt tokens (VPT): ``fresh(layer, N)`` gives
+        the prompts (N, P, C) that join before the block of ``layer``, or None to carry the
+        previous block's on (``pebench/prompted_swin.py`` holds the rules)."""
+        prompted = PromptedPass(fresh)
+        return self.taps(images, prompted.block, prompted.merge)
 
     def blocks(self) -> Iterator[BlockSite]:
         layer = 0
@@ -199,6 +247,20 @@ class SwinEncoder(nn.Module):
         new = make(getattr(parent, child))
         setattr(parent, child, new)
         return new
+
+    def layers_of(self, kind: type | tuple[type, ...]) -> list[tuple[str, nn.Module]]:
+        """Every layer of the backbone of type ``kind``, with the name ``replace_module``
+        takes: BitFit's biased layers, the layer norms that methods train per task."""
+        return [(name, module) for name, module in self.model.named_modules()
+                if isinstance(module, kind)]
+
+    def patch_embedding(self) -> nn.Module:
+        """The patch embedding (convolution and norm)."""
+        return self.model.patch_embed
+
+    def position_bias_tables(self) -> list[nn.Parameter]:
+        """Every block's relative-position bias table."""
+        return [site.block.attn.relative_position_bias_table for site in self.blocks()]
 
     def patch_mergings(self) -> list[nn.Module]:
         """The patch-merging layers, in order (stages 1..3 in timm's layout)."""

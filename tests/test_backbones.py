@@ -193,3 +193,36 @@ def test_block_surface_places_modules_on_the_residual_branches() -> None:
     assert isinstance(site.linear("attn.qkv"), torch.nn.Linear)
     with pytest.raises(ValueError, match=r"valid: attn\.qkv"):
         site.linear("attn.qkvv")
+
+
+def test_layer_accessors_and_the_one_tap_loop() -> None:
+    torch.manual_seed(0)
+    encoder = SwinEncoder(BACKBONES.get("swin-nano"), 64).eval()
+    norms = encoder.layers_of(torch.nn.LayerNorm)
+    # Two per block, one per patch merging, one in the patch embedding; no final norm.
+    assert len(norms) == 2 * 8 + 3 + 1
+    assert len(encoder.position_bias_tables()) == 8
+    assert encoder.patch_embedding() is encoder.model.patch_embed
+    site = next(encoder.blocks())
+    assert site.submodule("norm2") is site.block.norm2
+    with pytest.raises(ValueError, match=r"valid: norm1, attn, norm2, mlp"):
+        site.submodule("norm3")
+    # The steps see every block (with its layer index) and every merging, in order.
+    images = torch.randn(2, 3, 64, 64)
+    seen: list[object] = []
+
+    def block(module: torch.nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
+        seen.append(layer)
+        return module(x)
+
+    def merge(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        seen.append("merge")
+        return module(x)
+
+    with torch.no_grad():
+        stepped, plain = encoder.taps(images, block, merge), encoder(images)
+    assert seen == [0, 1, "merge", 2, 3, "merge", 4, 5, "merge", 6, 7]
+    for a, b in zip(stepped, plain, strict=True):
+        assert torch.equal(a, b)
+    replaced = site.replace_submodule("norm2", lambda norm: torch.nn.Identity())
+    assert isinstance(site.block.norm2, torch.nn.Identity) and replaced is site.block.norm2

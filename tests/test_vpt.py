@@ -8,12 +8,13 @@ import torch
 from method_testing import NANO, PASCAL, assert_loop_and_batched_agree, build
 from torch import nn
 
-from methods.vpt import PromptedSwin, merge_with_prompts, prompted_block
+from methods.vpt import PromptedSwin
 from pebench import accounting
 from pebench.backbones import BACKBONES, SwinEncoder
 from pebench.config import method_config
 from pebench.errors import PebenchError
 from pebench.params import count_parameters
+from pebench.prompted_swin import merge_with_prompts, prompted_block
 
 VPT = ("vpt-shallow", "vpt-deep")
 # Swin-T: 2-2-6-2 blocks of widths 96-192-384-768; VPT-deep has a prompt set per block.

@@ -63,7 +63,7 @@ import torch
 from torch import nn
 
 from methods.lora_layers import LowRankUpdate
-from pebench.backbones import BRANCH_LINEARS, BlockSite
+from pebench.backbones import BRANCH_LINEARS, BlockSite, SwinEncoder
 from pebench.method import (
     Execution,
     Method,
@@ -307,7 +307,6 @@ class MTLoRA(Method):
         (loop) or for all tasks at once (batched), each through the stage's patch merging."""
         encoder(images)
         branches = self._branches
-        mergings = encoder.patch_mergings()
         context = encoder.task_context
         num_tasks = len(self.tasks)
         try:
@@ -315,23 +314,18 @@ class MTLoRA(Method):
                 features = {}
                 for index, task in enumerate(self.tasks):
                     with context.single(index):
-                        features[task] = _taps(branches, mergings, 1)
+                        features[task] = _taps(encoder, branches, 1)
                 return features
             with context.batched(num_tasks):
-                stacked = _taps(branches, mergings, num_tasks)
+                stacked = _taps(encoder, branches, num_tasks)
             return split_task_features(stacked, self.tasks)
         finally:
             for branch in branches:
                 branch.release()
 
 
-def _taps(branches: list[TaskBranchMlp], mergings: list[nn.Module],
+def _taps(encoder: SwinEncoder, branches: list[TaskBranchMlp],
           copies: int) -> list[torch.Tensor]:
-    """Taps (NCHW) from each stage's task output, through the stage's patch merging."""
-    taps = []
-    for branch in branches:
-        out = branch.task_output(copies)
-        if branch.stage < len(mergings):
-            out = mergings[branch.stage](out)
-        taps.append(out.permute(0, 3, 1, 2))
-    return taps
+    """Taps (NCHW) from each stage's task output, as the encoder taps a stage's output."""
+    return [encoder.stage_tap(branch.stage, branch.task_output(copies)).permute(0, 3, 1, 2)
+            for branch in branches]

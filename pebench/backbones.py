@@ -207,22 +207,30 @@ class SwinEncoder(nn.Module):
 
     def taps(self, images: torch.Tensor, block: BlockStep | None = None,
              merge: MergeStep | None = None) -> list[torch.Tensor]:
-        """The four taps (NCHW), the one place that defines them: the patch embedding, then
-        each stage's blocks, each block through ``block(block, layer, x)`` (default: the
-        block itself) and each patch merging through ``merge(merging, x)`` (default: the
-        merging), tapping after every merging and after the last block."""
+        """The four taps (NCHW): the patch embedding, then each stage's blocks, each block
+        through ``block(block, layer, x)`` (default: the block itself), then the stage's tap
+        (``stage_tap``: its patch merging through ``merge(merging, x)``, default the merging),
+        which the next stage continues from."""
         x = self.model.patch_embed(images)
         taps = []
         layer = 0
         for index, stage in enumerate(self.model.layers):
-            if index > 0:  # timm merges at the start of a stage
-                x = merge(stage.downsample, x) if merge else stage.downsample(x)
-                taps.append(x)
             for module in stage.blocks:
                 x = block(module, layer, x) if block else module(x)
                 layer += 1
-        taps.append(x)
-        return [t.permute(0, 3, 1, 2) for t in taps]
+            x = self.stage_tap(index, x, merge)  # also the next stage's input
+            taps.append(x.permute(0, 3, 1, 2))
+        return taps
+
+    def stage_tap(self, stage: int, x: torch.Tensor,
+                  merge: MergeStep | None = None) -> torch.Tensor:
+        """The tap of ``stage`` from its output tokens x (N, H, W, C), still NHWC: x through
+        the stage's patch merging (``merge(merging, x)`` if given), the last stage's x as it
+        is. timm keeps the merging at the start of the next stage, hence ``stage + 1``."""
+        if stage + 1 == len(self.model.layers):
+            return x
+        merging = self.model.layers[stage + 1].downsample
+        return merge(merging, x) if merge else merging(x)
 
     def prompted_taps(self, images: torch.Tensor, fresh: FreshPrompts) -> list[torch.Tensor]:
         """The taps of the frozen Swin run with prompt tokens (VPT): ``fresh(layer, N)`` gives

@@ -69,8 +69,8 @@ from pebench.method import (
     Method,
     TaskFeatures,
     option,
+    per_task,
     register_method,
-    split_task_features,
 )
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 
@@ -307,18 +307,10 @@ class MTLoRA(Method):
         (loop) or for all tasks at once (batched), each through the stage's patch merging."""
         encoder(images)
         branches = self._branches
-        context = encoder.task_context
         num_tasks = len(self.tasks)
         try:
-            if self.execution == "loop":
-                features = {}
-                for index, task in enumerate(self.tasks):
-                    with context.single(index):
-                        features[task] = _taps(encoder, branches, 1)
-                return features
-            with context.batched(num_tasks):
-                stacked = _taps(encoder, branches, num_tasks)
-            return split_task_features(stacked, self.tasks)
+            return per_task(encoder.task_context, self.tasks, self.execution, lambda task: _taps(
+                encoder, branches, 1 if task is not None else num_tasks))
         finally:
             for branch in branches:
                 branch.release()

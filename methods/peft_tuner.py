@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from pebench.errors import MissingDependency, PebenchError
-from pebench.method import Execution, Method, TaskFeatures, option, register_method
+from pebench.method import Execution, Method, TaskFeatures, option, per_task, register_method
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 
 SHARED_ADAPTER = "shared"
@@ -166,11 +166,12 @@ class PeftTuner(Method):
             return dict.fromkeys(self.tasks, encoder(images))
         from peft.functional import set_adapter, set_requires_grad
 
-        features = {}
-        for task in self.tasks:
+        def run(task: int | None) -> list[torch.Tensor]:
+            assert task is not None  # per-task PEFT adapters run in the loop only
             # set_adapter freezes the inactive adapters; they are all trained here, so their
             # requires_grad is restored before anything runs.
-            set_adapter(encoder.model, task)
+            set_adapter(encoder.model, self.tasks[task])
             set_requires_grad(encoder.model, list(self.tasks), True)
-            features[task] = encoder(images)
-        return features
+            return encoder(images)
+
+        return per_task(encoder.task_context, self.tasks, "loop", run)

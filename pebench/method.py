@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pebench.registry import Registry
-from pebench.task_context import split_task_major
+from pebench.task_context import TaskContext, split_task_major
 
 Execution = Literal["batched", "loop"]
 TaskFeatures = dict[str, list[torch.Tensor]]
@@ -137,17 +137,24 @@ class Method(nn.Module):
         if not self.task_specific_encoder:
             taps = encoder(images)
             return dict.fromkeys(self.tasks, taps)
-        context = encoder.task_context
-        if self.execution == "loop":
-            features = {}
-            for index, task in enumerate(self.tasks):
-                with context.single(index):
-                    features[task] = encoder(images)
-            return features
         num_tasks = len(self.tasks)
-        with context.batched(num_tasks):
-            taps = encoder(images.repeat(num_tasks, 1, 1, 1))
-        return split_task_features(taps, self.tasks)
+        return per_task(encoder.task_context, self.tasks, self.execution, lambda task: encoder(
+            images if task is not None else images.repeat(num_tasks, 1, 1, 1)))
+
+
+def per_task(context: TaskContext, tasks: tuple[str, ...], execution: Execution,
+             run: Callable[[int | None], list[torch.Tensor]]) -> TaskFeatures:
+    """The loop / task-batched scaffolding, written once: ``run(index)`` computes the taps of
+    task ``index`` under ``context.single(index)`` for each task (loop), or ``run(None)``
+    those of every task at once, stacked task-major, under ``context.batched`` (batched)."""
+    if execution == "loop":
+        features = {}
+        for index, task in enumerate(tasks):
+            with context.single(index):
+                features[task] = run(index)
+        return features
+    with context.batched(len(tasks)):
+        return split_task_features(run(None), tasks)
 
 
 def split_task_features(taps: list[torch.Tensor], tasks: tuple[str, ...]) -> TaskFeatures:

@@ -39,7 +39,12 @@ __all__ = [
 ]
 
 # The published saliency protocol sweeps these binarisation thresholds and reports the best.
-SALIENCY_THRESHOLDS: torch.Tensor = torch.linspace(0.2, 0.9, 15)
+# Built in float64, as the community's numpy linspace is, then rounded once to float32 by the
+# meter: a float32 linspace puts 0.45, 0.55, 0.6, 0.8 and 0.85 one float32 step off, which
+# moves the scores of 8-bit probability maps whose values sit exactly on a threshold.
+SALIENCY_THRESHOLDS: torch.Tensor = torch.linspace(0.2, 0.9, 15, dtype=torch.float64)
+# What the community's depth evaluation puts in place of a non-positive prediction.
+DEPTH_FLOOR = 1e-9
 
 _NAN = float("nan")
 
@@ -79,26 +84,32 @@ class SegmentationMeter:
     per-image IoUs) is the published PASCAL-Context protocol and keeps small images and
     images without a class from dominating.
 
-    ``mIoU`` averages IoU over the classes that occur in the target *or* the prediction of the
-    split, i.e. classes with ``TP + FP + FN = 0`` are excluded. Such a class carries no
-    evidence either way; counting it as 0 would punish a model for a class the split does not
-    contain, counting it as 1 would reward it. A class that is only ever *predicted* has
-    ``TP = 0 < FP`` and therefore counts as IoU 0, as it should.
+    ``mIoU`` averages IoU over *every* class of the dataset, a class with
+    ``TP + FP + FN = 0`` (absent from the split's targets and predictions) scoring 0: the rule
+    of the community's evaluators (``eval_semseg`` / ``eval_human_parts`` of
+    Multi-Task-Learning-PyTorch, after ASTMT), behind every published PASCAL-Context number.
+    ``mIoU_present`` averages over the classes that occur in the target or the prediction
+    only (such a class carries no evidence either way); both are in every run record. A class
+    that is only ever *predicted* has ``TP = 0 < FP`` and scores 0 under both.
 
-    Pixels whose target is ``ignore_index`` are dropped together with their prediction, so an
-    image whose target is entirely ignored (e.g. a human-parts image without a person)
-    contributes nothing.
+    Pixels whose target is ``ignore_index`` are dropped together with their prediction.
+    ``skip_uniform`` names label values that, filling an image's whole target, make the meter
+    skip that image (the community's human-parts rule: a target that is all background or all
+    ignored holds no part and is not evaluated, its predictions included).
 
-    ``compute`` returns ``{"mIoU", "pixel_acc"}`` in percent, NaN if no valid pixel was seen.
+    ``compute`` returns ``{"mIoU", "mIoU_present", "pixel_acc"}`` in percent, NaN if no valid
+    pixel was seen.
     """
 
     accumulators = ("confusion",)
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX,
+                 skip_uniform: tuple[int, ...] = ()) -> None:
         if num_classes < 1:
             raise ValueError(f"SegmentationMeter: num_classes must be >= 1, got {num_classes}.")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.skip_uniform = skip_uniform
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     @torch.no_grad()
@@ -112,6 +123,12 @@ class SegmentationMeter:
                 f"got a {prediction.dtype} tensor."
             )
         c = self.num_classes
+        if self.skip_uniform:
+            flat = target.reshape(target.shape[0], -1)
+            uniform = (flat == flat[:, :1]).all(1)
+            skipped = uniform & torch.isin(flat[:, 0], torch.tensor(
+                self.skip_uniform, dtype=flat.dtype, device=flat.device))
+            prediction, target = prediction[~skipped], target[~skipped]
         valid = target != self.ignore_index
         t = target[valid].long()
         p = prediction.to(target.device)[valid].long()
@@ -134,7 +151,8 @@ class SegmentationMeter:
         self.confusion += counts.cpu()
 
     def iou_per_class(self) -> torch.Tensor:
-        """float64 IoU per class; NaN for classes absent from both target and prediction."""
+        """float64 IoU per class; NaN for classes absent from both target and prediction (which
+        ``mIoU`` counts as 0 and ``mIoU_present`` leaves out)."""
         conf = self.confusion.double()
         tp = conf.diagonal()
         union = conf.sum(0) + conf.sum(1) - tp  # = TP + FP + FN
@@ -143,12 +161,13 @@ class SegmentationMeter:
     def compute(self) -> dict[str, float]:
         total = int(self.confusion.sum())
         if total == 0:
-            return {"mIoU": _NAN, "pixel_acc": _NAN}
+            return {"mIoU": _NAN, "mIoU_present": _NAN, "pixel_acc": _NAN}
         iou = self.iou_per_class()
         present = ~torch.isnan(iou)
         correct = int(self.confusion.diagonal().sum())
         return {
-            "mIoU": 100.0 * float(iou[present].mean()),
+            "mIoU": 100.0 * float(iou.nan_to_num(0.0).mean()),
+            "mIoU_present": 100.0 * float(iou[present].mean()),
             "pixel_acc": 100.0 * correct / total,
         }
 
@@ -355,18 +374,18 @@ class DepthMeter:
     * ``log_rmse`` = sqrt(mean((log pred − log gt)²));
     * ``delta_1.25`` = percent of pixels with max(pred/gt, gt/pred) < 1.25.
 
-    ``rmse`` and ``abs_rel`` use the raw prediction. ``log_rmse`` and ``delta_1.25`` use the
-    prediction clamped to ``min_depth`` (default 1e-3) because the log and the ratio are
-    undefined or meaningless for a non-positive depth (a negative prediction would otherwise
-    give a negative ratio and count as "within 1.25"). All NaN if no valid pixel was seen.
+    A prediction ≤ 0 is replaced by ``floor`` (1e-9) before every metric, as the community's
+    ``eval_depth`` does before rmse and log_rmse: the log and the ratio are undefined for a
+    non-positive depth, and one replaced prediction serves all four metrics alike (a depth
+    of 1e-9 is never "within 1.25"). All NaN if no valid pixel was seen.
     """
 
     accumulators = ("count", "_sq", "_abs_rel", "_log_sq", "_delta")
 
-    def __init__(self, min_depth: float = 1e-3) -> None:
-        if min_depth <= 0:
-            raise ValueError(f"DepthMeter: min_depth must be positive, got {min_depth}.")
-        self.min_depth = min_depth
+    def __init__(self, floor: float = DEPTH_FLOOR) -> None:
+        if floor <= 0:
+            raise ValueError(f"DepthMeter: floor must be positive, got {floor}.")
+        self.floor = floor
         self.count = 0
         self._sq = 0.0
         self._abs_rel = 0.0
@@ -382,14 +401,14 @@ class DepthMeter:
             return
         gt = target[valid].double()
         pred = prediction.to(target.device)[valid].double()
+        pred = torch.where(pred <= 0, torch.full_like(pred, self.floor), pred)
         diff = pred - gt
-        clamped = pred.clamp(min=self.min_depth)
-        ratio = torch.maximum(clamped / gt, gt / clamped)
+        ratio = torch.maximum(pred / gt, gt / pred)
 
         self.count += gt.numel()
         self._sq += float((diff * diff).sum())
         self._abs_rel += float((diff.abs() / gt).sum())
-        self._log_sq += float(((clamped.log() - gt.log()) ** 2).sum())
+        self._log_sq += float(((pred.log() - gt.log()) ** 2).sum())
         self._delta += int((ratio < 1.25).sum())
 
     def compute(self) -> dict[str, float]:

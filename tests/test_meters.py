@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,16 +34,18 @@ def _seg_example() -> tuple[torch.Tensor, torch.Tensor]:
     return pred, target
 
 
+# Over the three classes the example holds; the community's mIoU divides by every class.
 SEG_MIOU = 100 * (3 / 5 + 2 / 3 + 1 / 2) / 3
 SEG_ACC = 100 * 6 / 8
 
 
-def test_miou_hand_example_excludes_absent_classes() -> None:
+def test_miou_hand_example_counts_absent_classes_as_zero() -> None:
     pred, target = _seg_example()
-    meter = SegmentationMeter(num_classes=5)  # classes 3, 4 never count (3 only at ignores)
+    meter = SegmentationMeter(num_classes=5)  # classes 3, 4 never seen (3 only at ignores)
     meter.update(pred, target)
     result = meter.compute()
-    assert result["mIoU"] == pytest.approx(SEG_MIOU, abs=1e-9)
+    assert result["mIoU"] == pytest.approx(100 * (3 / 5 + 2 / 3 + 1 / 2 + 0 + 0) / 5, abs=1e-9)
+    assert result["mIoU_present"] == pytest.approx(SEG_MIOU, abs=1e-9)
     assert result["pixel_acc"] == pytest.approx(SEG_ACC, abs=1e-9)
     iou = meter.iou_per_class()
     assert iou[:3].tolist() == pytest.approx([3 / 5, 2 / 3, 1 / 2])
@@ -54,8 +57,9 @@ def test_miou_class_only_predicted_counts_as_zero() -> None:
     target = torch.zeros(1, 1, 4, dtype=torch.long)
     pred = torch.tensor([[[0, 0, 0, 1]]])
     meter.update(pred, target)
-    # Class 0: TP 3, FN 1 -> 3/4; class 1: FP 1 -> 0; class 2 absent -> excluded.
-    assert meter.compute()["mIoU"] == pytest.approx(100 * (3 / 4 + 0) / 2)
+    # Class 0: TP 3, FN 1 -> 3/4; class 1: FP 1 -> 0; class 2 absent -> 0, or left out.
+    assert meter.compute()["mIoU"] == pytest.approx(100 * (3 / 4 + 0 + 0) / 3)
+    assert meter.compute()["mIoU_present"] == pytest.approx(100 * (3 / 4 + 0) / 2)
 
 
 def test_miou_accumulation_equals_concatenation() -> None:
@@ -71,10 +75,11 @@ def test_miou_accumulation_equals_concatenation() -> None:
     assert whole.compute() == parts.compute()
     # Pooled over the split, not a mean of per-batch mIoUs.
     pred_a, target_a = _seg_example()
-    per_batch = SegmentationMeter(3)
+    per_batch = SegmentationMeter(3)  # every class occurs: both rules agree
     per_batch.update(pred_a[:1].clamp(max=2), target_a[:1])
     per_batch.update(pred_a[1:].clamp(max=2), target_a[1:])
     assert per_batch.compute()["mIoU"] == pytest.approx(SEG_MIOU)
+    assert per_batch.compute()["mIoU_present"] == pytest.approx(SEG_MIOU)
 
 
 def test_miou_all_ignored_contributes_nothing_and_empty_is_nan() -> None:
@@ -85,6 +90,26 @@ def test_miou_all_ignored_contributes_nothing_and_empty_is_nan() -> None:
     meter.update(pred.clamp(max=2), target)
     meter.update(torch.zeros(1, 2, 3, dtype=torch.long), torch.full((1, 2, 3), X))
     assert meter.compute()["mIoU"] == pytest.approx(SEG_MIOU)
+
+
+def test_images_of_one_skipped_label_value_are_not_evaluated() -> None:
+    # The community's human-parts rule: a target that is all background (0) or all ignored
+    # holds no part, and the image is skipped, its predictions included; a target with a
+    # part, or with background and ignored pixels, is evaluated.
+    background = torch.zeros(1, 2, 2, dtype=torch.long)
+    ignored = torch.full((1, 2, 2), X)
+    with_part = torch.tensor([[[0, 1], [1, X]]])
+    mixed = torch.tensor([[[0, 0], [X, X]]])
+    wrong = torch.ones(1, 2, 2, dtype=torch.long)  # predicts part 1 everywhere
+    target = torch.cat([background, ignored, with_part, mixed])
+    skipping = SegmentationMeter(3, skip_uniform=(0, X))
+    skipping.update(wrong.expand(4, 2, 2), target)
+    # Evaluated: with_part (0→1, 1→1, 1→1) and mixed (0→1, 0→1).
+    # Class 0: FN 3 -> 0; class 1: TP 2, FP 3 -> 2/5; class 2 absent -> 0.
+    assert skipping.compute()["mIoU"] == pytest.approx(100 * (0 + 2 / 5 + 0) / 3)
+    plain = SegmentationMeter(3)
+    plain.update(wrong.expand(4, 2, 2), target)  # the background image adds 4 FP of class 1
+    assert plain.compute()["mIoU"] == pytest.approx(100 * (0 + 2 / 9 + 0) / 3)
 
 
 def test_miou_rejects_bad_inputs() -> None:
@@ -110,6 +135,24 @@ def _sal_target(values: list[list[int]]) -> torch.Tensor:
 
 def test_saliency_thresholds_are_the_published_ones() -> None:
     assert SALIENCY_THRESHOLDS.tolist() == pytest.approx([0.2 + 0.05 * i for i in range(15)])
+    # Float64 like numpy's linspace, then rounded once to float32: a float32 linspace lands
+    # one float32 step off on several thresholds.
+    community = torch.tensor(np.linspace(0.2, 0.9, 15)).float()
+    assert torch.equal(SaliencyMeter().thresholds, community)
+    assert not torch.equal(torch.linspace(0.2, 0.9, 15), community)
+
+
+def test_saliency_an_8_bit_map_on_a_threshold_scores_as_the_community_does() -> None:
+    # 0.6 in float32 (from float64) is 0.60000002384; a float32 linspace gives 0.59999996424.
+    # An 8-bit map value of 153/255 = 0.6 (float32: 0.60000002384) is "> 0.6" under the
+    # latter only: with the community's threshold it is not salient.
+    prob = torch.full((1, 1, 2, 2), 153 / 255, dtype=torch.float32)
+    target = torch.ones(1, 2, 2, dtype=torch.long)
+    meter = SaliencyMeter()
+    meter.update(prob, target)
+    at_0_6 = meter.per_threshold()["iou"][8]
+    assert float(meter.thresholds[8]) == pytest.approx(0.6)
+    assert at_0_6 == 0.0
 
 
 def test_saliency_single_image_by_hand() -> None:
@@ -293,14 +336,17 @@ def test_depth_delta_is_strict() -> None:
     assert meter.compute()["delta_1.25"] == pytest.approx(100 / 3)
 
 
-def test_depth_meter_non_positive_prediction_is_clamped_for_log_and_delta() -> None:
-    meter = DepthMeter(min_depth=1e-3)
-    meter.update(torch.tensor([[-1.0]]), torch.tensor([[2.0]]))
+def test_depth_meter_replaces_non_positive_predictions_as_the_community_does() -> None:
+    # eval_depth: pred[pred <= 0] = 1e-9 before rmse and log_rmse.
+    meter = DepthMeter()
+    meter.update(torch.tensor([[-1.0, 0.0, 1e-12, 3.0]]), torch.tensor([[2.0, 2.0, 2.0, 2.0]]))
     result = meter.compute()
-    assert result["rmse"] == pytest.approx(3.0)  # raw prediction
-    assert result["abs_rel"] == pytest.approx(1.5)
-    assert result["log_rmse"] == pytest.approx(abs(math.log(1e-3 / 2.0)))
-    assert result["delta_1.25"] == 0.0  # a negative ratio must not count as "within"
+    kept = [1e-9, 1e-9, 1e-12, 3.0]  # a positive prediction stays as it is, however small
+    assert result["rmse"] == pytest.approx(math.sqrt(sum((p - 2) ** 2 for p in kept) / 4))
+    assert result["log_rmse"] == pytest.approx(
+        math.sqrt(sum(math.log(p / 2) ** 2 for p in kept) / 4))
+    assert result["abs_rel"] == pytest.approx(sum(abs(p - 2) / 2 for p in kept) / 4)
+    assert result["delta_1.25"] == 0.0  # none within 1.25; a negative ratio never counts
 
 
 def test_depth_meter_no_valid_pixel_is_nan() -> None:

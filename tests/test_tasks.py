@@ -53,6 +53,14 @@ def test_registered_task_attributes(name: str, weight: float, primary: str, high
     assert isinstance(task.meter(INFO), meter_type)
 
 
+def test_human_parts_skip_images_without_parts_and_semseg_does_not() -> None:
+    background = torch.zeros(1, 2, 2, dtype=torch.long)
+    for name, counted in (("human_parts", 0), ("semseg", 4)):
+        meter = get_task(name).meter(INFO)
+        meter.update(torch.ones_like(background), background)
+        assert int(meter.confusion.sum()) == counted
+
+
 def test_registry_lists_all_five() -> None:
     assert set(ALL_TASKS) <= set(TASKS.names())
 
@@ -108,8 +116,9 @@ def test_human_parts_all_ignored_batch_is_zero_connected_and_skipped() -> None:
     before = meter.compute()
     meter.update(task.predict(output.detach()), empty)
     assert meter.compute() == before
-    # Class 0: 1/1, class 1: TP 1, FP 1 -> 1/2, class 2: FN 1 -> 0; 6 (at the ignore) unseen.
-    assert before["mIoU"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)
+    # Class 0: 1/1, class 1: TP 1, FP 1 -> 1/2, class 2: FN 1 -> 0; 3..6 unseen: 0 each.
+    assert before["mIoU"] == pytest.approx(100 * (1 + 0.5 + 0) / 7)
+    assert before["mIoU_present"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)
 
 
 # --- saliency -------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ class TaskLayerNorm(nn.Module):
     """A LayerNorm (over the last dimension) with one trainable scale and shift per task,
     initialised from the pretrained ``norm``."""
 
+    # A norm's scale and shift, one per weight set: not decayed (pebench.schedule.is_decayed).
+    no_weight_decay = ("weight", "bias")
+
     def __init__(self, norm: nn.LayerNorm, context: TaskContext, num_sets: int,
                  shared: bool) -> None:
         super().__init__()

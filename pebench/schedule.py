@@ -20,23 +20,39 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
+# Normalisation layers: their scale and shift are not decayed, whatever their shape.
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm,
+               nn.modules.instancenorm._InstanceNorm)
+
+
+def is_decayed(module: nn.Module, name: str, param: nn.Parameter) -> bool:
+    """Weight decay by a parameter's role, the same rule for every method: decay the weights
+    that map (matrices, kernels, low-rank factors, generators, prompts); not what shifts,
+    scales or indexes. Exempt: every vector; the parameters of normalisation layers and
+    embeddings; biases by name (``bias``, ``*_bias``, the relative-position ``*bias_table``),
+    whatever their shape, so per-task copies (T, C) and bias-scaling vectors are treated as
+    their single-task originals; and what a module lists in ``no_weight_decay`` (a per-task
+    layer norm's scale)."""
+    if param.ndim <= 1 or isinstance(module, (*NORM_LAYERS, nn.Embedding)):
+        return False
+    if name == "bias" or name.endswith(("_bias", "bias_table")):
+        return False
+    return name not in getattr(module, "no_weight_decay", ())
+
+
 def adamw(model: nn.Module, lr: float, weight_decay: float,
           fused: bool = False) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, without weight decay on biases, norms, 1-D
-    tensors and relative-position tables (the usual Swin recipe).
+    """AdamW over the trainable parameters, decayed by role (``is_decayed``).
 
     ``fused`` updates every parameter in one kernel per step instead of several per
     parameter (issue 11's profile put the per-parameter loop at ~15% of a full fine-tuning
     step on a CPU). Pretraining keeps the per-parameter loop: its output is the cached
     embedded backbone, which must not change with this choice."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim <= 1 or name.endswith(".bias") or "relative_position_bias_table" in name:
-            no_decay.append(param)
-        else:
-            decay.append(param)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad:
+                (decay if is_decayed(module, name, param) else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr,

@@ -17,6 +17,7 @@ from torch import nn
 
 from pebench.prompted_swin import FreshPrompts, PromptedPass
 from pebench.registry import Registry
+from pebench.task_attention import TaskWindowAttention
 from pebench.task_context import TaskContext
 
 # Steps of SwinEncoder.taps: a block run on tokens x (N, H, W, C) given its layer index, a
@@ -269,6 +270,13 @@ class SwinEncoder(nn.Module):
     def position_bias_tables(self) -> list[nn.Parameter]:
         """Every block's relative-position bias table."""
         return [site.block.attn.relative_position_bias_table for site in self.blocks()]
+
+    def position_bias_per_task(self, num_sets: int, param_group: str) -> None:
+        """Give every block ``num_sets`` trainable copies of its relative-position bias table
+        (``pebench/task_attention.py``), counted in ``param_group``."""
+        for site in self.blocks():
+            site.block.attn = TaskWindowAttention(site.block.attn, self.task_context, num_sets,
+                                                  param_group)
 
     def patch_mergings(self) -> list[nn.Module]:
         """The patch-merging layers, in order (stages 1..3 in timm's layout)."""

@@ -66,6 +66,18 @@ class TaskContext:
             bias.unsqueeze(1), grouped, weight)
         return out.reshape(*lead, weight.shape[-1])
 
+    def sets_for_input(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weight sets (sets, ...) the input uses, the set dimension kept: the one shared
+        set, or the active task's in the loop; all T sets, one per task-major group of the
+        input, in a task-batched pass."""
+        if weights.shape[0] == 1:
+            return weights
+        index = self._task_index()
+        if index is not None:
+            return weights[index:index + 1]
+        self._groups(weights.shape[0])
+        return weights
+
     def add(self, x: torch.Tensor, vectors: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
         """Add per-task vectors (T, C) along ``channel_dim`` of ``x``; T = 1 is shared, as in
         :meth:`linear`."""

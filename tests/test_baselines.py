@@ -33,13 +33,19 @@ def published_counts(method: str, **overrides: str) -> object:
     return count_parameters(build(method, PASCAL, "swin-t", 448, meta=True, **overrides))
 
 
-def test_bitfit_counts_every_bias_term_once_per_task() -> None:
+def test_bitfit_counts_every_bias_term_and_position_table_once_per_task() -> None:
     counts = published_counts("bitfit")
     # qkv 3d + proj d + fc1 4d + fc2 d per block, LayerNorm shifts, the patch-embedding conv.
     biases = per_swin_t_block(lambda d: 9 * d) + SWIN_T_LAYER_NORM_WIDTHS + 96
     assert biases == 51_456
-    assert counts.encoder_task_specific == TASKS * biases
-    assert counts.trainable == DECODERS_PUBLISHED + TASKS * biases == 2_152_448
+    # A (2·7 − 1)² × heads table per block: heads 3, 6, 12, 24 over depths 2, 2, 6, 2.
+    tables = 13 * 13 * (2 * 3 + 2 * 6 + 6 * 12 + 2 * 24)
+    assert tables == 23_322
+    assert counts.encoder_task_specific == TASKS * (biases + tables)
+    # Published 2.85M, which holds the 0.60M every published row but decoders-only carries.
+    assert counts.trainable == DECODERS_PUBLISHED + TASKS * (biases + tables) == 2_245_736
+    without = published_counts("bitfit", position_bias="false")
+    assert without.trainable == DECODERS_PUBLISHED + TASKS * biases == 2_152_448
 
 
 def test_lora_counts_rank_times_fan_in_plus_fan_out() -> None:
@@ -149,7 +155,7 @@ def test_what_each_method_trains() -> None:
         return {type(m).__name__ for m in model.encoder.modules()
                 if any(p.requires_grad for p in m.parameters(recurse=False))}
 
-    assert trainable_kinds("bitfit") == {"TaskBias"}
+    assert trainable_kinds("bitfit") == {"TaskBias", "TaskWindowAttention"}
     assert trainable_kinds("lora") == {"LowRankUpdate"}
     assert trainable_kinds("adapter") == {"BottleneckAdapter", "TaskLayerNorm"}
     assert trainable_kinds("pfeiffer-adapter") == {"BottleneckAdapter"}

@@ -13,15 +13,18 @@ They differ only in how the weights are generated, so their comparison isolates 
   d·n entries of that output as its d × n weight (a prefix: the papers leave open which part
   a narrower layer uses). That output layer is why the method explodes on hierarchical
   backbones.
-* **Polyhistor** (Liu et al., NeurIPS 2022, Sec. 4.1, Decomposed HyperNetworks): each weight
-  matrix is the product A·Bᵀ of two low-rank matrices A (d × k) and B (n × k), emitted by a
-  pair of small hypernetworks from the same z, sized for the widest stage; a narrower stage
-  takes the first rows of each factor, the top-left corner of the widest weight.
+* **Polyhistor** (Liu et al., NeurIPS 2022, Sec. 4.1, Decomposed HyperNetworks, Eq. 1): an
+  adapter's weights as one matrix W = [W_down; W_upᵀ] ∈ R^{d×2n}, emitted as the product
+  A·Bᵀ of two low-rank matrices, A ∈ R^{d×k} and B = [B_down; B_up] ∈ R^{2n×k}, by a pair of
+  small hypernetworks from the same z: W_down = A·B_downᵀ, W_up = B_up·Aᵀ. The generators are
+  sized for the widest stage; a narrower stage takes the first rows of each factor, the
+  top-left corner of the widest weights (``decomposition=separate``: a pair of factors per
+  weight, pebench's earlier form).
 * **Polyhistor-Lite** (Sec. 4.2 and 4.3): the decomposed hypernetworks emit a Template Kernel
   of one size for all layers (the first stage's d₀ × n₀), and each layer owns Layer-wise
   Scaling Kernels of s × s, s = d / d₀ (×1, ×2, ×4, ×8 for the Swin stages), with
-  W = Template ⊗ Scaling. Biases follow the same pattern (template vector ⊗ per-layer
-  scaling vector).
+  W = Template ⊗ Scaling, the template being the d₀ × 2n₀ W of Polyhistor's decomposition.
+  Biases follow the same pattern (template vector ⊗ per-layer scaling vector).
 
 Details the papers at hand leave open, chosen here and exposed as hyperparameters:
 
@@ -29,9 +32,13 @@ Details the papers at hand leave open, chosen here and exposed as hyperparameter
 * ``reduction`` = 2 (bottleneck d/2), the same for the three methods;
 * embeddings of ``embedding_dim`` = 64, a projector 192 → ``projector_hidden`` (128) → ReLU
   → ``projected_dim`` (128), as in Hyperformer's task projector;
-* Polyhistor's rank ``rank`` = 24; with the choices above it puts Polyhistor at 9.27M
+* the adapter biases are generated too, by one more hypernetwork each (Eq. 1 covers the
+  weights only);
+* Polyhistor's rank ``rank`` = 24; with the choices above it puts Polyhistor at 6.89M
   trainable parameters in the published setting (Swin-T, four PASCAL-Context tasks,
-  decoders included; published 8.96M) and Hyperformer at 78.2M (published 72.77M);
+  decoders included; published 8.96M, 7.49M with the 0.60M that every published row but
+  decoders-only carries, see the README; ``decomposition=separate``: 9.27M) and Hyperformer
+  at 78.2M (published 72.77M);
 * Polyhistor-Lite uses the same rank for its template kernels; its scaling kernels are
   shared by all tasks (the task enters through the template) and are initialised N(0, 1/s)
   so that the s copies of a template start different;
@@ -40,8 +47,8 @@ Details the papers at hand leave open, chosen here and exposed as hyperparameter
 All generators are ``PrefixGenerator``s: one linear layer per method, its rows held in blocks
 so that a narrow stage's prefix is computed without touching the rows only wider stages read.
 
-Every adapter is the identity at initialisation: the generators of the up-projection (the
-last factor B for Polyhistor, the up template for Polyhistor-Lite) and of its bias start at
+Every adapter is the identity at initialisation: the generators of the up-projection (B's up
+half B_up, for Polyhistor and Polyhistor-Lite's template alike) and of its bias start at
 zero, so W_up = 0 and the adapted encoder equals the frozen one. Weights are generated once
 per step for every (task, layer, position) in ``prepare()``, never per sample.
 """
@@ -90,6 +97,9 @@ class HyperformerConfig:
 @dataclass
 class PolyhistorConfig(HyperformerConfig):
     rank: int = option(24, "rank of the decomposed hypernetworks' factors")
+    decomposition: Literal["paired", "separate"] = option(
+        "paired", "paired: W = [W_down; W_upᵀ] = A·Bᵀ, one A for both weights (the paper's "
+                  "Eq. 1); separate: a pair of factors per weight")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -123,33 +133,53 @@ class Conditioning(nn.Module):
         return self.projector(joined)
 
 
-def decomposed_shapes(adapters: Sequence[tuple[int, int]], rank: int) -> dict[str, list[Shape]]:
-    """Polyhistor's Decomposed HyperNetworks for adapters of (rows d, bottleneck n), one
-    shape per stage: pairs of hypernetworks emit A (d × k) and B (n × k) for the down weight
-    A·Bᵀ (d × n) and A (n × k), B (d × k) for the up weight (n × d), and two more the biases.
-    Every factor keeps its rank k as its last dimension, so a narrower stage's factors are the
-    first rows of the widest stage's: the top-left corner of each weight."""
-    return {"down_left": [(d, rank) for d, _ in adapters],
-            "down_right": [(n, rank) for _, n in adapters],
-            "down_bias": [(n,) for _, n in adapters],
-            "up_left": [(n, rank) for _, n in adapters],
-            "up_right": [(d, rank) for d, _ in adapters],
-            "up_bias": [(d,) for d, _ in adapters]}
+@dataclass(frozen=True)
+class Decomposition:
+    """Which low-rank factors the decomposed hypernetworks emit and which pair makes each
+    adapter weight, W = left·rightᵀ. A factor has d (the adapter's width) or n (its
+    bottleneck) rows and the rank k as its last dimension, so a narrower stage's factors are
+    the first rows of the widest stage's: its weights are the top-left corners."""
+
+    rows: dict[str, str]  # factor -> "d" or "n"
+    down: tuple[str, str]  # (left, right) of the d × n down weight
+    up: tuple[str, str]  # (left, right) of the n × d up weight
+    zero: str  # starts at zero, so that W_up = 0 and the adapter is the identity
+
+    def shapes(self, adapters: Sequence[tuple[int, int]], rank: int) -> dict[str, list[Shape]]:
+        """Every generated tensor's shape per stage, for adapters of (d, n), biases included."""
+        shapes: dict[str, list[Shape]] = {
+            name: [(d if rows == "d" else n, rank) for d, n in adapters]
+            for name, rows in self.rows.items()}
+        shapes["down_bias"] = [(n,) for _, n in adapters]
+        shapes["up_bias"] = [(d,) for d, _ in adapters]
+        return shapes
+
+    @property
+    def zero_init(self) -> tuple[str, str]:
+        return self.zero, "up_bias"
+
+    def weights(self, generated: dict[str, torch.Tensor],
+                keep_factors: bool = False) -> AdapterWeights:
+        """The adapter weights (T, S, d, n), (T, S, n), (T, S, n, d), (T, S, d), formed, or
+        with ``keep_factors`` as ``LowRank`` pairs the adapter applies without forming."""
+        down = LowRank(*(generated[name] for name in self.down))
+        up = LowRank(*(generated[name] for name in self.up))
+        if not keep_factors:
+            down, up = down.left @ down.right.mT, up.left @ up.right.mT
+        return down, generated["down_bias"], up, generated["up_bias"]
 
 
-# The up-projection's generators start at zero: every adapter starts as the identity.
-DECOMPOSED_ZERO_INIT = ("up_right", "up_bias")
-
-
-def decomposed_weights(factors: tuple[torch.Tensor, ...],
-                       keep_factors: bool = False) -> AdapterWeights:
-    """The adapter weights (T, S, d, n), (T, S, n), (T, S, n, d), (T, S, d) from their
-    factors (``decomposed_shapes`` order), formed, or with ``keep_factors`` as ``LowRank``
-    pairs that the adapter applies without forming them."""
-    down_left, down_right, down_bias, up_left, up_right, up_bias = factors
-    if keep_factors:
-        return LowRank(down_left, down_right), down_bias, LowRank(up_left, up_right), up_bias
-    return down_left @ down_right.mT, down_bias, up_left @ up_right.mT, up_bias
+DECOMPOSITIONS = {
+    # The paper's Eq. 1: the adapter's weights as one matrix W = [W_down; W_upᵀ] (d × 2n),
+    # emitted as A·Bᵀ by a pair of hypernetworks, A (d × k) and B = [B_down; B_up] (2n × k):
+    # W_down = A·B_downᵀ, W_up = B_up·Aᵀ.
+    "paired": Decomposition({"A": "d", "B_down": "n", "B_up": "n"}, down=("A", "B_down"),
+                            up=("B_up", "A"), zero="B_up"),
+    # A pair of hypernetworks per weight (pebench before issue 13; 9.27M on Swin-T).
+    "separate": Decomposition({"down_left": "d", "down_right": "n", "up_left": "n",
+                               "up_right": "d"}, down=("down_left", "down_right"),
+                              up=("up_left", "up_right"), zero="up_right"),
+}
 
 
 def unbind_sites(weight: Weight) -> tuple[Weight, ...]:
@@ -255,17 +285,19 @@ class Polyhistor(HyperAdapterMethod):
 
     def build_generators(self) -> None:
         stages = [(stage.dim, stage.bottleneck) for stage in self._stages]
+        decomposition = DECOMPOSITIONS[self.config.decomposition]
         self.generators = PrefixGenerator(self.config.projected_dim,
-                                          decomposed_shapes(stages, self.config.rank),
-                                          zero_init=DECOMPOSED_ZERO_INIT)
+                                          decomposition.shapes(stages, self.config.rank),
+                                          zero_init=decomposition.zero_init)
 
     def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
         # A stage whose factors are thinner than its weights (rank · (d + n) < d · n: the
         # wide stages) applies them as they are; forming W would cost more in prepare() and
         # in every adapter's forward and backward pass.
-        rank = self.config.rank
-        return [decomposed_weights(factors, rank * (stage.dim + stage.bottleneck)
-                                   < stage.dim * stage.bottleneck)
+        rank, decomposition = self.config.rank, DECOMPOSITIONS[self.config.decomposition]
+        return [decomposition.weights(dict(zip(self.generators.shapes, factors, strict=True)),
+                                      rank * (stage.dim + stage.bottleneck)
+                                      < stage.dim * stage.bottleneck)
                 for stage, factors in zip(self._stages, self.generators(z, self.sites_per_stage),
                                           strict=True)]
 
@@ -324,19 +356,22 @@ class PolyhistorLite(HyperAdapterMethod):
                                f"first ({', '.join(map(str, dims))}).")
         # One template size for every site: the generators run as a single stage.
         template = (width, width // self.config.reduction)
+        decomposition = DECOMPOSITIONS[self.config.decomposition]
         self.templates = PrefixGenerator(self.config.projected_dim,
-                                         decomposed_shapes([template], self.config.rank),
-                                         zero_init=DECOMPOSED_ZERO_INIT)
+                                         decomposition.shapes([template], self.config.rank),
+                                         zero_init=decomposition.zero_init)
         self.scaling = nn.ModuleDict({str(stage.index): ScalingKernels(len(stage.sites),
                                                                        stage.dim // width)
                                       for stage in self._stages})
 
     def generate(self, z: torch.Tensor) -> list[AdapterWeights]:
         (factors,) = self.templates(z, [z.shape[1]])
+        templates = DECOMPOSITIONS[self.config.decomposition].weights(
+            dict(zip(self.templates.shapes, factors, strict=True)))
         # The templates of all sites at once, then split into stages: one matrix product per
         # weight instead of one per stage, and a split's backward writes no zero gradient.
-        per_stage = zip(*(t.split(self.sites_per_stage, dim=1)
-                          for t in decomposed_weights(factors)), strict=True)
+        per_stage = zip(*(t.split(self.sites_per_stage, dim=1) for t in templates),
+                        strict=True)
         return [self.scaled(templates, stage)
                 for stage, templates in zip(self._stages, per_stage, strict=True)]
 

@@ -46,17 +46,25 @@ def test_published_setting_counts() -> None:
     # Hyperformer: generators sized for Swin-T's widest stage (768 × 384), p = 128 (+ bias).
     assert counts["hyperformer"].other == conditioning + 129 * (2 * 768 * 384 + 384 + 768)
     assert counts["hyperformer"].trainable == 78_224_896  # published 72.77M: ratio 1.075
-    # Polyhistor: rank-24 factor pairs for down and up, plus the bias generators.
+    # Polyhistor, the paper's Eq. 1: W = [W_down; W_upᵀ] = A·Bᵀ, A (768 × 24), B (2·384 × 24),
+    # plus the bias generators.
     assert counts["polyhistor"].other == conditioning + 129 * (
+        768 * 24 + 2 * 384 * 24 + 384 + 768)
+    assert counts["polyhistor"].trainable == 6_893_056  # published 8.96M: ratio 0.769
+    # The separate form: a factor pair for each weight (pebench's form before issue 13).
+    separate = count_parameters(build("polyhistor", PASCAL, "swin-t", 448, meta=True,
+                                      decomposition="separate"))
+    assert separate.other == conditioning + 129 * (
         768 * 24 + 24 * 384 + 384 + 384 * 24 + 24 * 768 + 768)
-    assert counts["polyhistor"].trainable == 9_270_784  # published 8.96M: ratio 1.035
-    # Polyhistor-Lite: 96 × 48 templates; scaling kernels 2·(s² + s) per adapter.
+    assert separate.trainable == 9_270_784  # ratio 1.035
+    # Polyhistor-Lite: the same W at the 96 × 48 template; scaling kernels 2·(s² + s) per
+    # adapter.
     lite = counts["polyhistor-lite"]
-    assert lite.other == conditioning + 129 * (96 * 24 + 24 * 48 + 48 + 48 * 24 + 24 * 96 + 96)
+    assert lite.other == conditioning + 129 * (96 * 24 + 2 * 48 * 24 + 48 + 96)
     depths, scales = (2, 2, 6, 2), (1, 2, 4, 8)
     assert lite.encoder_shared == sum(d * 2 * 2 * (s * s + s) for d, s in
                                       zip(depths, scales, strict=True)) == 1120
-    assert lite.trainable < counts["polyhistor"].trainable / 3
+    assert lite.other + lite.encoder_shared < counts["polyhistor"].other / 7
     for c in counts.values():
         assert c.decoders == 1_946_624 and c.encoder_task_specific == 0
 
@@ -166,3 +174,21 @@ def test_polyhistor_applies_thin_factors_as_they_are_with_the_formed_weights_val
     for task in NANO:
         for ours, reference in zip(factored[task], dense[task], strict=True):
             torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("decomposition", "rank_bound"), [("paired", 24), ("separate", 32)])
+def test_paired_decomposition_emits_one_low_rank_w_of_both_weights(decomposition: str,
+                                                                   rank_bound: int) -> None:
+    # Eq. 1: W = [W_down; W_upᵀ] (d × 2n) = A·Bᵀ has rank ≤ k; two separate pairs do not.
+    # At swin-nano's first stage (d = 32, n = 16, k = 24), W is 32 × 32.
+    torch.manual_seed(0)
+    model = build("polyhistor", decomposition=decomposition).double()
+    for generator in model.method.generators.weights:  # non-zero up factors too
+        torch.nn.init.normal_(generator, std=0.05)
+    with torch.no_grad():
+        model.prepare()
+    first = next(a for a in generated_adapters(model) if a.dim == 32)
+    down, _, up, _ = (formed(w)[0] for w in first._weights)  # task 0
+    joined = torch.cat([down, up.T], dim=1)
+    assert joined.shape == (32, 32)
+    assert int(torch.linalg.matrix_rank(joined)) == rank_bound

@@ -275,8 +275,8 @@ class SwinEncoder(nn.Module):
         """Give every block ``num_sets`` trainable copies of its relative-position bias table
         (``pebench/task_attention.py``), counted in ``param_group``."""
         for site in self.blocks():
-            site.block.attn = TaskWindowAttention(site.block.attn, self.task_context, num_sets,
-                                                  param_group)
+            site.replace_submodule("attn", lambda attn: TaskWindowAttention(
+                attn, self.task_context, num_sets, param_group))
 
     def patch_mergings(self) -> list[nn.Module]:
         """The patch-merging layers, in order (stages 1..3 in timm's layout)."""

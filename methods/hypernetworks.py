@@ -191,18 +191,11 @@ def unbind_sites(weight: Weight) -> tuple[Weight, ...]:
 
 
 @dataclass
-class _Site:
-    layer: int
-    position: int
-    adapter: GeneratedAdapter
-
-
-@dataclass
 class _Stage:
     index: int
     dim: int
     bottleneck: int
-    sites: list[_Site]
+    sites: list[GeneratedAdapter]  # layer-major: (layer, attention), (layer, mlp), ...
 
 
 class HyperAdapterMethod(Method):
@@ -218,11 +211,11 @@ class HyperAdapterMethod(Method):
         stages = [_Stage(i, d, d // config.reduction, []) for i, d in enumerate(dims)]
         num_layers = 0
         for site in encoder.blocks():
-            for position, add in enumerate((site.add_after_attention, site.add_after_mlp)):
+            for add in (site.add_after_attention, site.add_after_mlp):
                 adapter = GeneratedAdapter(encoder.task_context, site.dim,
                                            site.dim // config.reduction)
                 add(adapter)
-                stages[site.stage].sites.append(_Site(site.layer, position, adapter))
+                stages[site.stage].sites.append(adapter)
             num_layers = site.layer + 1
         # A plain list: the adapters belong to the encoder and must not register twice.
         self._stages = [stage for stage in stages if stage.sites]
@@ -250,8 +243,8 @@ class HyperAdapterMethod(Method):
         generated = self.generate(self.conditioning().flatten(1, 2))
         for stage, weights in zip(self._stages, generated, strict=True):
             per_site = [unbind_sites(w) for w in weights]
-            for index, site in enumerate(stage.sites):
-                site.adapter.set_weights(tuple(parts[index] for parts in per_site))
+            for index, adapter in enumerate(stage.sites):
+                adapter.set_weights(tuple(parts[index] for parts in per_site))
 
 
 @register_method

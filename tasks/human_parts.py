@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pebench.meters import SegmentationMeter
 from pebench.task import IGNORE_INDEX, register_task
-from tasks.semseg import SegmentationTask
+from tasks.semseg import SegmentationMeter, SegmentationTask
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo

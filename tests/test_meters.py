@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pebench.meters import (
-    SALIENCY_THRESHOLDS,
-    DepthMeter,
-    NormalsMeter,
-    SaliencyMeter,
-    SegmentationMeter,
-)
+from tasks.depth import DepthMeter
+from tasks.normals import NormalsMeter
+from tasks.saliency import SALIENCY_THRESHOLDS, SaliencyMeter
+from tasks.semseg import SegmentationMeter
 
 X = 255  # the ignore index
 

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 
 from pebench.data.base import DatasetInfo
 from pebench.errors import PebenchError
-from pebench.meters import DepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter
 from pebench.task import TASKS, Task, get_task
-from tasks.saliency import balanced_bce_with_logits
+from tasks.depth import DepthMeter
+from tasks.normals import NormalsMeter
+from tasks.saliency import SaliencyMeter, balanced_bce_with_logits
+from tasks.semseg import SegmentationMeter
 
 X = 255  # the ignore index
 ALL_TASKS = ("semseg", "human_parts", "saliency", "normals", "depth")

@@ -32,6 +32,7 @@ class SingleTask(Method):
     name = "single-task"
     description = "one fully fine-tuned encoder and decoder per task (the Δm reference)"
     published_name = "Single-task full fine-tuning"
+    delta_m_reference = True
     task_specific_encoder = True
     independent_tasks = True
 

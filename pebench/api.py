@@ -17,6 +17,7 @@ from pebench.distributed import broadcast_object, check_divides, joined, ranks_f
 from pebench.errors import PebenchError
 from pebench.execution import Execution, file_sha256, resolve_weights
 from pebench.interrupt import RunInterrupted, StopRequest
+from pebench.method import METHODS
 from pebench.model import build_model
 from pebench.precision import check_precision
 from pebench.preflight import check_output_dir, resolve_device
@@ -55,7 +56,8 @@ def run(config: RunConfig, show_progress: bool = True,
             img_size=config.img_size or 0, seed=config.seed, steps=config.steps or 0,
             config=jsonable(config), versions=software_versions(), git_commit=git_commit(),
             primary_metric={task: registered_primary_metric(task).to_json()
-                            for task in config.tasks or ()})
+                            for task in config.tasks or ()},
+            delta_m_reference_run=METHODS.get(config.method).delta_m_reference)
         execution = Execution(config, device, record, RunFiles(config.out, str(run_id)),
                               stop or StopRequest(), show_progress, ranks=ranks)
         return _supervised(execution, lock)

@@ -22,7 +22,6 @@ from pebench import published
 from pebench.errors import PebenchError, unknown_name
 from pebench.primary import PrimaryMetric
 from pebench.reference import (
-    REFERENCE_METHOD,
     Reference,
     ReferenceSetting,
     delta_m_against,
@@ -72,6 +71,7 @@ class Row:
     run_ids: list[str] = field(default_factory=list)
     delta_m_recomputed: float | None = None  # published rows: Δm recomputed from the metrics
     consistent: bool | None = None  # published rows: printed Δm == recomputed Δm
+    is_reference: bool = False  # the runs of the Δm-reference method (single-task models)
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ def _row(method: str, setting: dict[str, Any], group: pd.DataFrame, frame: RunFr
                params_m=float(params.mean()) / 1e6 if len(params) else None,
                step_ms=summarise(group["step_ms"].tolist()), n=len(group),
                reference=reference_labels[0] if reference_labels else None,
-               run_ids=group["run_id"].tolist())
+               run_ids=group["run_id"].tolist(),
+               is_reference=frame.records[group["run_id"].iloc[0]].is_delta_m_reference())
 
 
 def describe_setting(setting: dict[str, Any]) -> str:
@@ -193,7 +194,7 @@ def _row_notes(row: Row, group: pd.DataFrame, group_columns: list[str],
     where = f"{row.method} ({describe_setting(row.setting)})"
     notes = []
     if row.delta_m is None and group["_reference"].isna().all():
-        notes.append(f"Δm omitted for {where}: no completed {REFERENCE_METHOD} run of the same "
+        notes.append(f"Δm omitted for {where}: no completed Δm-reference run of the same "
                      f"setting in {directory}, and not the published setting "
                      f"({published.DATASET}, {published.BACKBONE}, {published.IMG_SIZE} px).")
     elif row.delta_m is None:
@@ -223,7 +224,7 @@ def _row_notes(row: Row, group: pd.DataFrame, group_columns: list[str],
 def _order(row: Row) -> tuple[Any, ...]:
     """Settings in natural order; within one, the single-task reference first, then by size."""
     setting = tuple(_natural(v) for v in row.setting.values())
-    return (setting, row.method != REFERENCE_METHOD, row.params_m or 0.0, row.method)
+    return (setting, not row.is_reference, row.params_m or 0.0, row.method)
 
 
 def _plain(value: Any) -> Any:

@@ -100,6 +100,9 @@ class Method(nn.Module):
     # method reproduces with its default Config, if any: `pebench params` compares counts (see
     # ``published_row``).
     published_name: ClassVar[str | None] = None
+    # True for the method whose runs are the Δm reference of the runs of their setting (the
+    # single-task models); a run records it (``RunRecord.delta_m_reference_run``).
+    delta_m_reference: ClassVar[bool] = False
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
         super().__init__()

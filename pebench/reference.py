@@ -20,8 +20,6 @@ from pebench.primary import delta_m
 from pebench.results import RunRecord
 from pebench.runs import scan_records
 
-REFERENCE_METHOD = "single-task"
-
 
 @dataclass(frozen=True)
 class ReferenceSetting:
@@ -59,11 +57,12 @@ class Reference:
 
 
 def is_reference_for(candidate: RunRecord, setting: ReferenceSetting) -> bool:
-    """The one definition of "a single-task run of the same setting": completed, same
-    dataset, backbone, input size, step budget, batch size and backbone weights, and a finite
-    primary metric for every task of the setting (its tasks may be a superset)."""
+    """The one definition of "a reference run of the same setting": a completed run of the
+    Δm-reference method (the single-task models), same dataset, backbone, input size, step
+    budget, batch size and backbone weights, and a finite primary metric for every task of
+    the setting (its tasks may be a superset)."""
     own = ReferenceSetting.of(candidate)
-    return (candidate.status == "completed" and candidate.method == REFERENCE_METHOD
+    return (candidate.status == "completed" and candidate.is_delta_m_reference()
             and dataclasses.replace(own, tasks=setting.tasks) == setting
             and all(_finite(candidate.primary.get(task)) for task in setting.tasks))
 

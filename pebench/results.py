@@ -46,6 +46,9 @@ class RunRecord:
     primary: dict[str, float] = field(default_factory=dict)
     # Each task's primary metric: {"name": ..., "higher_is_better": ...} (pebench.primary).
     primary_metric: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Whether the run's method is the Δm reference (Method.delta_m_reference); None in records
+    # written before runs recorded it.
+    delta_m_reference_run: bool | None = None
     params: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     # How it ran, which does not change what it computes: device, processes, loader workers.
@@ -64,6 +67,16 @@ class RunRecord:
         return {task: PrimaryMetric.from_json(self.primary_metric[task])
                 if task in self.primary_metric else registered_primary_metric(task)
                 for task in self.tasks}
+
+    def is_delta_m_reference(self) -> bool:
+        """Whether this run is a Δm reference by its method; for a record written before runs
+        recorded it, as the registered method declares (which imports the methods), and not
+        when that method is not installed."""
+        if self.delta_m_reference_run is not None:
+            return self.delta_m_reference_run
+        from pebench.method import METHODS
+
+        return self.method in METHODS and METHODS.get(self.method).delta_m_reference
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)

@@ -49,6 +49,7 @@ def record(out: Path, method: str, seed: int, semseg: float, normals: float, tra
         primary_metric={} if legacy else {
             "semseg": {"name": "mIoU", "higher_is_better": True},
             "normals": {"name": "mean", "higher_is_better": False}},
+        delta_m_reference_run=None if legacy else method == "single-task",
         params={"trainable": trainable, "total": 9_000_000}, timing={"train_s": train_s})
     run.write(out)
     return run
@@ -121,7 +122,7 @@ def test_delta_m_omitted_with_a_note(runs: Path) -> None:
     assert comparison.references[0].startswith("mean of 2 single-task runs (synthetic, ")
     (note,) = [n for n in comparison.notes if n.startswith("Δm omitted")]
     assert "mtl-full (dataset synthetic" in note and "steps 600" in note
-    assert "no completed single-task run of the same setting" in note
+    assert "no completed Δm-reference run of the same setting" in note
 
 
 def test_markdown_table(runs: Path, capsys: pytest.CaptureFixture[str],

@@ -63,6 +63,21 @@ def test_records_without_their_primary_metrics_read_as_the_registered_tasks_decl
     assert [row.delta_m for row in legacy.rows] == [row.delta_m for row in recorded.rows]
 
 
+def test_the_reference_is_whatever_run_says_it_is_one_not_a_name(tmp_path: Path) -> None:
+    # A plug-in reference method under another name serves as the Δm reference because its
+    # runs say so; a legacy record is read as its registered method declares.
+    out = four_runs(tmp_path / "runs")
+    for path in out.glob("single-task-*.json"):
+        data = json.loads(path.read_text())
+        data["method"] = "my-single-task"
+        path.write_text(json.dumps(data))
+    renamed = compare(out)
+    assert renamed.rows[0].method == "my-single-task" and renamed.rows[0].is_reference
+    assert renamed.references == [r for r in compare(four_runs(tmp_path / "again")).references]
+    legacy = compare(four_runs(tmp_path / "legacy", legacy=True))
+    assert legacy.rows[0].method == "single-task" and legacy.rows[0].is_reference
+
+
 @pytest.mark.parametrize("bad", [{"name": "mIoU"}, {"name": 3, "higher_is_better": True},
                                  "mIoU"])
 def test_a_record_with_a_malformed_primary_metric_is_refused(tmp_path: Path,

@@ -40,7 +40,8 @@ from methods.adapter_layers import (
     check_reduction,
 )
 from methods.task_layers import layer_norms_per_task
-from pebench.method import SharableMethod, SharingConfig, option, register_method
+from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.options import option
 
 
 @dataclass

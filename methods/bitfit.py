@@ -24,7 +24,8 @@ from torch import nn
 
 from methods.adapter_layers import weight_sets_group
 from methods.task_layers import TaskBias
-from pebench.method import SharableMethod, SharingConfig, option, register_method
+from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.options import option
 
 
 @dataclass

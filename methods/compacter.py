@@ -68,7 +68,8 @@ from methods.adapter_layers import (
 from methods.task_layers import layer_norms_per_task
 from pebench.backbones import BackboneSpec
 from pebench.errors import PebenchError
-from pebench.method import SharableMethod, SharingConfig, option, register_method
+from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.options import option
 
 
 @dataclass

@@ -71,7 +71,8 @@ from methods.adapter_layers import (
 )
 from methods.prefix_generator import PrefixGenerator, Shape
 from pebench.errors import PebenchError
-from pebench.method import Method, option, register_method
+from pebench.method import Method, register_method
+from pebench.options import option
 from pebench.params import ENCODER_SHARED, OTHER
 
 POSITIONS = ("attention", "mlp")

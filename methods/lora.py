@@ -20,7 +20,8 @@ from torch import nn
 from methods.adapter_layers import weight_sets_group
 from methods.lora_layers import LoRALinear, LowRankUpdate
 from pebench.backbones import BRANCH_LINEARS
-from pebench.method import SharableMethod, SharingConfig, option, register_method
+from pebench.method import SharableMethod, SharingConfig, register_method
+from pebench.options import option
 
 
 @dataclass

@@ -68,10 +68,10 @@ from pebench.method import (
     Execution,
     Method,
     TaskFeatures,
-    option,
     per_task,
     register_method,
 )
+from pebench.options import option
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 
 TASK_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")

@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from pebench.errors import MissingDependency, PebenchError
-from pebench.method import Execution, Method, TaskFeatures, option, per_task, register_method
+from pebench.method import Execution, Method, TaskFeatures, per_task, register_method
+from pebench.options import option
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 
 SHARED_ADAPTER = "shared"

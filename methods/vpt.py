@@ -65,9 +65,9 @@ from pebench.method import (
     Execution,
     SharableMethod,
     SharingConfig,
-    option,
     register_method,
 )
+from pebench.options import option
 
 
 @dataclass

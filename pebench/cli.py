@@ -184,7 +184,8 @@ def list_command(
     """List registered methods, tasks, datasets and backbones."""
     from pebench.backbones import BACKBONES
     from pebench.data.base import DATASETS
-    from pebench.method import METHODS, option_docs
+    from pebench.method import METHODS
+    from pebench.options import option_docs
     from pebench.task import TASKS
 
     registries = {Listing.methods: METHODS, Listing.tasks: TASKS, Listing.datasets: DATASETS,

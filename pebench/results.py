@@ -129,6 +129,9 @@ def _check_types(record: RunRecord) -> None:
     for task, value in record.primary.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{SCHEMA} record with a non-numeric primary['{task}']: {value!r}")
+    if not isinstance(record.delta_m_reference_run, (bool, type(None))):
+        raise ValueError(f"{SCHEMA} record with a non-boolean delta_m_reference_run: "
+                         f"{record.delta_m_reference_run!r}")
     for task, value in record.primary_metric.items():
         try:
             PrimaryMetric.from_json(value)

@@ -52,14 +52,12 @@ class TaskContext:
         A leading dimension of 1 means one map shared by every task: it applies to the whole
         input whatever the context, so a module can hold either shared or per-task weights.
         """
+        weight = self.sets_for_input(weight)
+        bias = None if bias is None else self.sets_for_input(bias)
         if weight.shape[0] == 1:
             out = x @ weight[0]
             return out if bias is None else out + bias[0]
-        index = self._task_index()
-        if index is not None:
-            out = x @ weight[index]
-            return out if bias is None else out + bias[index]
-        groups = self._groups(weight.shape[0])
+        groups = weight.shape[0]
         lead = x.shape[:-1]
         grouped = x.reshape(groups, -1, x.shape[-1])
         out = torch.bmm(grouped, weight) if bias is None else torch.baddbmm(
@@ -94,14 +92,12 @@ class TaskContext:
         its own vector by broadcasting, without copying the vectors once per row."""
         channel_dim = channel_dim % x.dim()
         trailing = [1] * (x.dim() - channel_dim - 1)
+        vectors = self.sets_for_input(vectors)
         if vectors.shape[0] == 1:
             return op(x, vectors[0].view(-1, *trailing))
-        index = self._task_index()
-        if index is not None:
-            return op(x, vectors[index].view(-1, *trailing))
         if channel_dim == 0:
             raise ValueError("per-task vectors cannot run along the task-major batch dimension")
-        groups = self._groups(vectors.shape[0])
+        groups = vectors.shape[0]
         grouped = x.reshape(groups, -1, *x.shape[1:])
         shape = (groups, 1, *([1] * (channel_dim - 1)), vectors.shape[1], *trailing)
         return op(grouped, vectors.view(shape)).reshape(x.shape)

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 from cli_runner import run_cli
 
-from pebench.method import METHODS, option_docs, option_help
+from pebench.method import METHODS
+from pebench.options import option_docs, option_help
 
 
 @pytest.mark.parametrize("method", METHODS.names())

@@ -73,9 +73,19 @@ def test_the_reference_is_whatever_run_says_it_is_one_not_a_name(tmp_path: Path)
         path.write_text(json.dumps(data))
     renamed = compare(out)
     assert renamed.rows[0].method == "my-single-task" and renamed.rows[0].is_reference
-    assert renamed.references == [r for r in compare(four_runs(tmp_path / "again")).references]
+    assert renamed.references == compare(four_runs(tmp_path / "again")).references
     legacy = compare(four_runs(tmp_path / "legacy", legacy=True))
     assert legacy.rows[0].method == "single-task" and legacy.rows[0].is_reference
+
+
+def test_a_record_with_a_non_boolean_reference_flag_is_refused(tmp_path: Path) -> None:
+    out = four_runs(tmp_path / "runs")
+    path = next(out.glob("mtl-full-*.json"))
+    data = json.loads(path.read_text())
+    data["delta_m_reference_run"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="non-boolean delta_m_reference_run"):
+        read_record(path)
 
 
 @pytest.mark.parametrize("bad", [{"name": "mIoU"}, {"name": 3, "higher_is_better": True},

@@ -42,15 +42,17 @@ Choices of ours, documented here because nothing in pebench's harness forces the
 dropout acts on the input of every low-rank update (the code skips it on the task inputs of
 fc1 and fc2), and stochastic depth stays off as in every pebench method (the code uses 0.2).
 
-Execution. The shared stream runs once on the B images (not T times). Its last block of each
-stage keeps what the task branch needs: the attention context z in image layout, the
-projection's task-agnostic update of it, the MLP input and the frozen fc1 and fc2 outputs.
-Every operation of the task branch is token-wise, so it runs afterwards, per task
+Execution. The shared stream runs once on the B images (not T times). MTLoRA runs the last
+block of each stage step by step itself (``StageEnd.shared_pass``), which returns beside the
+block's output what the task branch needs (``SharedPass``: the attention context z in image
+layout, the projection's task-agnostic update of it, x_mid, the frozen fc1 and fc2 outputs);
+``encode`` passes that value on to the task branch, and nothing is kept on a module between
+calls. Every operation of the task branch is token-wise, so it runs afterwards, per task
 (``execution=loop``) or as one task-batched pass over T·B copies (``batched``), with the
 same result. To see z in image layout the block's attention projection is moved from inside
 the window attention (where tokens are grouped in shifted windows) to the branch output
 after window merging; the projection is token-wise, so the move changes nothing but the
-order in which rows are computed.
+order in which rows are computed (and the block's own forward is still the shared stream).
 """
 
 from __future__ import annotations
@@ -111,108 +113,91 @@ class MTLoRAConfig:
 
 
 class AdaptedLinear(nn.Module):
-    """A frozen Linear plus its task-agnostic update (if targeted). In the last block of a
-    stage it also owns the task-specific update and keeps its frozen output of the shared
-    pass, which the task branch adds to the task's update."""
+    """A frozen Linear plus its task-agnostic update (if targeted) and, in the last block of a
+    stage, its task-specific update (if targeted)."""
 
     def __init__(self, base: nn.Linear, shared: LowRankUpdate | None,
-                 tasks: LowRankUpdate | None = None, keep: bool = False) -> None:
+                 tasks: LowRankUpdate | None = None) -> None:
         super().__init__()
         self.base = base
         self.shared = shared
         self.tasks = tasks
-        self.keep = keep
-        self.frozen_output: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frozen = self.base(x)
-        if self.keep:
-            self.frozen_output = frozen
-        return frozen if self.shared is None else frozen + self.shared(x)
+        frozen, update = self.parts(x)
+        return frozen if update is None else frozen + update
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen output and the task-agnostic update (None if not targeted), apart: the
+        task branch reuses the first and must not see the second."""
+        return self.base(x), None if self.shared is None else self.shared(x)
 
     def task_update(self, x: torch.Tensor) -> torch.Tensor | float:
         return 0.0 if self.tasks is None else self.tasks(x)
 
 
-class AttentionRecord:
-    """What the shared pass of a stage's last block leaves for its task branch on the
-    attention side: the context z (image layout) and the projection's task-agnostic update
-    of it, as computed in that pass (so that a dropout mask is not drawn twice)."""
+@dataclass
+class SharedPass:
+    """What the shared pass of a stage's last block hands to that block's task branch, all
+    (N, H, W, ·): the attention context z, the projection's task-agnostic update of it (None
+    if not targeted; reused so that a dropout mask is not drawn twice), the stream after the
+    attention sub-layer x_mid, and the frozen fc1 and fc2 outputs."""
 
-    def __init__(self) -> None:
-        self.context: torch.Tensor | None = None
-        self.update: torch.Tensor | None = None
+    context: torch.Tensor
+    proj_update: torch.Tensor | None
+    mid: torch.Tensor
+    fc1_frozen: torch.Tensor
+    fc2_frozen: torch.Tensor
 
+    def repeated(self, copies: int) -> SharedPass:
+        """``copies`` task-major copies of every tensor (the task-batched pass)."""
+        if copies == 1:
+            return self
 
-class ContextProjection(nn.Module):
-    """The attention output projection of a stage's last block, moved after window merging
-    (``attn.proj`` becomes the identity) so that it sees the context z in image layout;
-    returns the shared branch output and records z and its task-agnostic update."""
+        def repeat(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.repeat(copies, 1, 1, 1)
 
-    def __init__(self, base: nn.Linear, shared: LowRankUpdate | None,
-                 record: AttentionRecord) -> None:
-        super().__init__()
-        self.base = base
-        self.shared = shared
-        self.record = record
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        self.record.context = z
-        out = self.base(z)
-        if self.shared is None:
-            return out
-        self.record.update = self.shared(z)
-        return out + self.record.update
+        return SharedPass(*(repeat(getattr(self, f.name))
+                            for f in dataclasses.fields(self)))  # type: ignore[arg-type]
 
 
-class TaskBranchMlp(nn.Module):
-    """The MLP sub-layer of a stage's last block (its ``norm2`` moved inside, so that it sees
-    the pre-norm input x_mid) and the task-specific branch of that block (module doc).
+class StageEnd:
+    """The last block of a stage under MTLoRA (module doc): ``shared_pass`` runs the block's
+    shared stream step by step and returns what the task branch needs beside its output;
+    ``task_output`` runs the task branch from that for the tasks of the active TaskContext.
 
-    ``forward`` is the shared stream's MLP; ``task_output`` runs the branch for the tasks of
-    the active TaskContext from what the shared pass kept, on ``copies`` task-major copies
-    of it (1 in the per-task loop, T in the task-batched pass).
+    Its modules live in the block (so the block's own forward is still the shared stream):
+    the attention projection, moved after the window merging (``attn.proj`` is the
+    identity), and ``fc1``, ``fc2``, each an AdaptedLinear with its task-specific update.
     """
 
-    def __init__(self, stage: int, norm: nn.Module, mlp: nn.Module, record: AttentionRecord,
-                 proj_tasks: LowRankUpdate | None) -> None:
-        super().__init__()
-        self.stage = stage
-        self.norm = norm
-        self.mlp = mlp
-        self.record = record
-        self.proj_tasks = proj_tasks
-        self.mlp_input: torch.Tensor | None = None
+    def __init__(self, site: BlockSite, proj: AdaptedLinear) -> None:
+        self.site = site
+        self.stage = site.stage
+        self.proj = proj
+        self.norm = site.submodule("norm2")
+        mlp = site.submodule("mlp")
+        self.fc1, self.fc2, self.act = mlp.fc1, mlp.fc2, mlp.act
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.mlp_input = x
-        return self.mlp(self.norm(x))
+    def shared_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, SharedPass]:
+        context = self.site.attention_branch(x)
+        proj_frozen, proj_update = self.proj.parts(context)
+        mid = x + proj_frozen if proj_update is None else x + proj_frozen + proj_update
+        fc1_frozen, fc1_update = self.fc1.parts(self.norm(mid))
+        hidden = self.act(fc1_frozen if fc1_update is None else fc1_frozen + fc1_update)
+        fc2_frozen, fc2_update = self.fc2.parts(hidden)
+        out = mid + fc2_frozen if fc2_update is None else mid + fc2_frozen + fc2_update
+        return out, SharedPass(context, proj_update, mid, fc1_frozen, fc2_frozen)
 
-    def task_output(self, copies: int) -> torch.Tensor:
-        """Each task's output of this block, (copies·B, H, W, C)."""
-        record, fc1, fc2 = self.record, self.mlp.fc1, self.mlp.fc2
-        if record.context is None or self.mlp_input is None:
-            raise RuntimeError("the task branch ran before the shared pass; MTLoRA.encode "
-                               "runs the encoder first")
-        image = record.context.shape[:-1]
-
-        def kept(x: torch.Tensor) -> torch.Tensor:
-            x = x.reshape(*image, x.shape[-1])
-            return x if copies == 1 else x.repeat(copies, 1, 1, 1)
-
+    def task_output(self, kept: SharedPass, copies: int) -> torch.Tensor:
+        """Each task's output of this block, (copies·N, H, W, C), from ``copies`` task-major
+        copies of the shared pass (1 in the per-task loop, T in the task-batched pass)."""
+        kept = kept.repeated(copies)
         # x_mid holds the projection's task-agnostic update; a task's stream holds its own.
-        task_attention = kept(self.mlp_input)
-        if record.update is not None:
-            task_attention = task_attention - kept(record.update)
-        if self.proj_tasks is not None:
-            task_attention = task_attention + self.proj_tasks(kept(record.context))
-        hidden = kept(fc1.frozen_output) + fc1.task_update(self.norm(task_attention))
-        return task_attention + kept(fc2.frozen_output) + fc2.task_update(self.mlp.act(hidden))
-
-    def release(self) -> None:
-        """Drop what the shared pass kept (activations, and with them their graph)."""
-        self.mlp_input = self.record.context = self.record.update = None
-        self.mlp.fc1.frozen_output = self.mlp.fc2.frozen_output = None
+        attended = kept.mid if kept.proj_update is None else kept.mid - kept.proj_update
+        attended = attended + self.proj.task_update(kept.context)
+        hidden = kept.fc1_frozen + self.fc1.task_update(self.norm(attended))
+        return attended + kept.fc2_frozen + self.fc2.task_update(self.act(hidden))
 
 
 @register_method
@@ -238,12 +223,12 @@ class MTLoRA(Method):
         config = self.config
         sites = list(encoder.blocks())
         last = {site.stage: site for site in sites}
-        # Each stage's task branch, in stage order. A plain list: the branches belong to the
-        # encoder and must not register twice.
-        self._branches: list[TaskBranchMlp] = []
+        # Each stage's last block, by layer. A plain dict: the modules belong to the encoder
+        # and must not register twice.
+        self._stage_ends: dict[int, StageEnd] = {}
         for site in sites:
             if last[site.stage] is site:
-                self._attach_task_branch(encoder, site)
+                self._stage_ends[site.layer] = self._attach_stage_end(encoder, site)
             else:
                 for target in config.targets:
                     site.replace_linear(target, lambda base: AdaptedLinear(
@@ -261,31 +246,23 @@ class MTLoRA(Method):
                              len(self.tasks), config.task_rank, config.task_scale,
                              config.dropout, ENCODER_TASK_SPECIFIC)
 
-    def _attach_task_branch(self, encoder: nn.Module, site: BlockSite) -> None:
+    def _attach_stage_end(self, encoder: nn.Module, site: BlockSite) -> StageEnd:
         config = self.config
 
         def adapted(base: nn.Linear, target: str) -> AdaptedLinear:
             shared = self._update(encoder, base, True) if target in config.targets else None
             tasks = (self._update(encoder, base, False)
                      if target in config.task_targets else None)
-            return AdaptedLinear(base, shared, tasks, keep=target != "attn.qkv")
+            return AdaptedLinear(base, shared, tasks)
 
         if "attn.qkv" in config.targets:
             site.replace_linear("attn.qkv", lambda base: adapted(base, "attn.qkv"))
         for target in ("mlp.fc1", "mlp.fc2"):
             site.replace_linear(target, lambda base, t=target: adapted(base, t))
-        proj = site.linear("attn.proj")
+        proj = adapted(site.linear("attn.proj"), "attn.proj")
         site.replace_linear("attn.proj", lambda base: nn.Identity())
-        record = AttentionRecord()
-        site.add_after_attention(ContextProjection(
-            proj, self._update(encoder, proj, True) if "attn.proj" in config.targets else None,
-            record))
-        proj_tasks = (self._update(encoder, proj, False)
-                      if "attn.proj" in config.task_targets else None)
-        norm = site.submodule("norm2")
-        site.replace_submodule("norm2", lambda current: nn.Identity())
-        self._branches.append(site.replace_submodule("mlp", lambda mlp: TaskBranchMlp(
-            site.stage, norm, mlp, record, proj_tasks)))
+        site.add_after_attention(proj)
+        return StageEnd(site, proj)
 
     def _unfreeze_extras(self, encoder: nn.Module) -> None:
         """What MTLoRA trains besides the low-rank updates, all shared by the tasks."""
@@ -305,19 +282,23 @@ class MTLoRA(Method):
     def encode(self, encoder: nn.Module, images: torch.Tensor) -> TaskFeatures:
         """The shared stream once, then the task branch of each stage's last block per task
         (loop) or for all tasks at once (batched), each through the stage's patch merging."""
-        encoder(images)
-        branches = self._branches
+        stage_ends = self._stage_ends
+        kept: dict[int, SharedPass] = {}
+
+        def block(module: nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
+            if layer not in stage_ends:
+                return module(x)
+            x, kept[layer] = stage_ends[layer].shared_pass(x)
+            return x
+
+        encoder.taps(images, block=block)
         num_tasks = len(self.tasks)
-        try:
-            return per_task(encoder.task_context, self.tasks, self.execution, lambda task: _taps(
-                encoder, branches, 1 if task is not None else num_tasks))
-        finally:
-            for branch in branches:
-                branch.release()
+        return per_task(encoder.task_context, self.tasks, self.execution, lambda task: _taps(
+            encoder, stage_ends, kept, 1 if task is not None else num_tasks))
 
 
-def _taps(encoder: SwinEncoder, branches: list[TaskBranchMlp],
+def _taps(encoder: SwinEncoder, stage_ends: dict[int, StageEnd], kept: dict[int, SharedPass],
           copies: int) -> list[torch.Tensor]:
     """Taps (NCHW) from each stage's task output, as the encoder taps a stage's output."""
-    return [encoder.stage_tap(branch.stage, branch.task_output(copies)).permute(0, 3, 1, 2)
-            for branch in branches]
+    return [encoder.stage_tap(end.stage, end.task_output(kept[layer], copies)).permute(0, 3, 1, 2)
+            for layer, end in stage_ends.items()]

@@ -140,6 +140,12 @@ class BlockSite:
         setattr(self.block, name, new)
         return new
 
+    def attention_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention sub-layer on tokens x (N, H, W, C) before its residual addition:
+        ``norm1``, the (shifted) window attention, the windows merged back (N, H, W, C). For
+        methods that run a block's steps themselves (MTLoRA's task branches)."""
+        return self.block._attn(self.block.norm1(x))
+
     def add_after_attention(self, module: nn.Module) -> None:
         _branch(self.block, "drop_path1").modules_after.append(module)
 

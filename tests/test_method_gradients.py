@@ -15,7 +15,7 @@ from pebench.method import METHODS
 # output, which feeds no tap (every last-stage tap is a task's own output); the released
 # code has it too, and the published 4.95M counts it.
 NO_GRADIENT_BY_DESIGN = {
-    "mtlora": {f"encoder.model.layers.3.blocks.1.mlp.mlp.fc2.shared.lora_{ab}"
+    "mtlora": {f"encoder.model.layers.3.blocks.1.mlp.fc2.shared.lora_{ab}"
                for ab in "ab"},
 }
 

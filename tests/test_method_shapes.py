@@ -29,3 +29,22 @@ def test_output_shapes_on_every_swin(method: str, backbone: str, img_size: int) 
         out = model(torch.randn(1, 3, img_size, img_size))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
         t: (1, c, img_size, img_size) for t, c in PASCAL.items()}
+
+
+def tensors_held(obj: object) -> list[str]:
+    """Plain attributes of ``obj`` that hold a tensor (parameters and buffers excluded)."""
+    return [name for name, value in vars(obj).items() if isinstance(value, torch.Tensor)]
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_no_activation_is_kept_on_a_module_between_calls(method: str) -> None:
+    """A method passes what one part of its forward needs on to the next as a value; a
+    tensor left on a module would keep the last batch's graph alive and leak into the next
+    call."""
+    model = build(method, PASCAL, "swin-nano", 64).train()
+    model.prepare()
+    sum(out.sum() for out in model(torch.randn(2, 3, 64, 64)).values()).backward()
+    held = {f"{name or 'model'}.{attr}": None for name, module in model.named_modules()
+            for attr in tensors_held(module)}
+    held.update({f"method.{attr}": None for attr in tensors_held(model.method)})
+    assert not held, sorted(held)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.lora_layers import LowRankUpdate
-from methods.mtlora import AdaptedLinear, ContextProjection, TaskBranchMlp
+from methods.mtlora import AdaptedLinear
 from pebench.accounting import published_trainable_m
 from pebench.backbones import BACKBONES, SwinEncoder
 from pebench.errors import PebenchError
@@ -101,30 +101,29 @@ def reference_taps(model: MultiTaskModel, images: torch.Tensor) -> dict[str, lis
             taps[task].append(stage.downsample(out))
         for reference_site, site in (next(sites) for _ in stage.blocks):
             block = reference_site.block
-            branch = site.block.mlp if isinstance(site.block.mlp, TaskBranchMlp) else None
-            mlp = branch.mlp if branch is not None else site.block.mlp
+            fc1, fc2 = site.linear("mlp.fc1"), site.linear("mlp.fc2")
+            stage_end = fc1.tasks is not None  # the task branch of the stage's last block
             with torch.no_grad():
                 for name, ours_linear in (("attn.qkv", site.linear("attn.qkv")),
-                                          ("mlp.fc1", mlp.fc1), ("mlp.fc2", mlp.fc2)):
+                                          ("mlp.fc1", fc1), ("mlp.fc2", fc2)):
                     block.get_submodule(name).weight += delta(ours_linear.shared, 0)
-            if branch is None:
+            if not stage_end:
                 with torch.no_grad():
                     block.attn.proj.weight += delta(site.linear("attn.proj").shared, 0)
                 x = block(x)
                 continue
-            attention: ContextProjection = site.block.drop_path1.modules_after[0]
+            attention: AdaptedLinear = site.block.drop_path1.modules_after[0]
             shared_block = copy.deepcopy(block)
             with torch.no_grad():
                 shared_block.attn.proj.weight += delta(attention.shared, 0)
             x_mid = x + shared_block._attn(block.norm1(x))
             n = block.norm2(x_mid)
             g = F.gelu(shared_block.mlp.fc1(n))
-            fc1, fc2 = branch.mlp.fc1, branch.mlp.fc2
             outputs = []
             for t in range(len(NANO)):
                 task_block = copy.deepcopy(block)
                 with torch.no_grad():
-                    task_block.attn.proj.weight += delta(branch.proj_tasks, t)
+                    task_block.attn.proj.weight += delta(attention.tasks, t)
                 a = x + task_block._attn(block.norm1(x))
                 h = F.linear(n, fc1.base.weight, fc1.base.bias) + low_rank(
                     fc1.tasks, t, block.norm2(a))
@@ -211,13 +210,18 @@ def test_extras_can_be_frozen_and_the_shared_updates_are_one_set() -> None:
     assert isinstance(qkv, AdaptedLinear) and qkv.shared.lora_a.shape == (1, 32, 16)
 
 
-def test_the_shared_pass_leaves_nothing_behind() -> None:
-    model = build("mtlora")
-    model.prepare()
-    model(torch.randn(1, 3, 64, 64))
-    for branch in (m for m in model.modules() if isinstance(m, TaskBranchMlp)):
-        assert branch.mlp_input is None and branch.record.context is None
-        assert branch.mlp.fc1.frozen_output is None and branch.mlp.fc2.frozen_output is None
+def test_the_shared_pass_is_the_blocks_own_forward() -> None:
+    """MTLoRA runs a stage's last block step by step; timm's forward of the same block (with
+    the projection moved after the window merging) must give the same shared stream."""
+    model = build("mtlora").double().eval()
+    randomise_updates(model)
+    for layer, stage_end in model.method._stage_ends.items():
+        site = next(s for s in model.encoder.blocks() if s.layer == layer)
+        side = 16 >> site.stage  # the stage's token grid at 64 px
+        tokens = torch.randn(2, side, side, site.dim, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(stage_end.shared_pass(tokens)[0], site.block(tokens),
+                                       rtol=1e-12, atol=1e-12)
 
 
 def test_configuration_errors() -> None:

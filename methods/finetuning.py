@@ -55,6 +55,7 @@ class MultiTaskFull(Method):
     name = "mtl-full"
     description = "shared encoder fully fine-tuned, one decoder per task"
     published_name = "Multi-task full fine-tuning"
+    bench_baseline = "full-fine-tuning"
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         encoder.requires_grad_(True)
@@ -68,6 +69,7 @@ class DecoderOnly(Method):
     name = "decoder-only"
     description = "frozen encoder, only the per-task decoders train"
     published_name = "Fine-tuning decoders only"
+    bench_baseline = "frozen-backbone"
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         return encoder

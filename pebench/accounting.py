@@ -55,7 +55,7 @@ class Setting:
         # A parameter count is of the whole model: all four published tasks, each once.
         return (published.in_published_setting(self.dataset, self.backbone, self.img_size,
                                                self.tasks)
-                and sorted(self.tasks) == sorted(published.METRIC_COLUMNS))
+                and sorted(self.tasks) == sorted(published.published_table().tasks))
 
     def describe(self) -> str:
         return (f"{self.backbone}, {self.dataset} ({', '.join(self.tasks)}), "
@@ -99,16 +99,22 @@ class Accounting:
     unavailable: list[str] = field(default_factory=list)
 
 
-def resolve_setting(backbone: str = published.BACKBONE, dataset: str = published.DATASET,
+def resolve_setting(backbone: str | None = None, dataset: str | None = None,
                     tasks: tuple[str, ...] | None = None,
                     img_size: int | None = None) -> Setting:
     """Validate the setting; raises PebenchError with one line for the first problem.
+
+    Backbone and dataset default to the published table's (the setting its parameter
+    counts were measured in).
 
     Explicit ``tasks`` must be offered by the dataset *and* registered. Without them, the
     dataset's default tasks are used, minus those not registered yet (reported in
     ``skipped_tasks``), so a label space that is ahead of the task registry never breaks
     accounting.
     """
+    table = published.published_table()
+    backbone = backbone if backbone is not None else table.backbone
+    dataset = dataset if dataset is not None else table.dataset
     BACKBONES.get(backbone)  # one-line error for an unknown name
     info = dataset_info(dataset)
     skipped: tuple[str, ...] = ()
@@ -134,7 +140,7 @@ def parse_method_overrides(items: list[str]) -> dict[str, dict[str, str]]:
         method, dot, name = key.strip().partition(".")
         if not sep or not dot or not method or not name:
             raise PebenchError(f"--set '{item}' is not of the form method.key=value "
-                               "(e.g. --set mtl-full.key=value).")
+                               "(e.g. --set METHOD.key=value).")
         overrides.setdefault(method, {})[name.strip()] = value.strip()
     return overrides
 

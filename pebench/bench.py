@@ -7,13 +7,15 @@ spends per step minus the data loading (``--data`` measures that alone). Absolut
 differ between machines several-fold; the ratios measured in one run do not, which is why
 every row is also given against two floors measured beside it:
 
-* the **frozen-backbone floor**, ``decoder-only``: the frozen encoder's forward pass, the
+* the **frozen-backbone floor** (the method whose ``bench_baseline`` is "frozen-backbone",
+  ``decoder-only``): the frozen encoder's forward pass, the
   decoders' forward and backward and their update; a method that trains anything inside the
   encoder must also backpropagate through it;
 * the **backprop floor**: the same frozen model, but with the backward pass carried through
   the whole frozen encoder to the image, as it must be for any method that trains a
   parameter in the encoder's first block; what such a method adds beyond it is its own cost;
-* **full fine-tuning**, ``mtl-full``: what parameter efficiency is measured against.
+* **full fine-tuning** (``bench_baseline`` "full-fine-tuning", ``mtl-full``): what parameter
+  efficiency is measured against.
 
 Two cores drift by tens of percent over minutes, so the floors are measured before and
 after the methods and each ratio uses the mean of the two.
@@ -33,16 +35,15 @@ from torch.utils.data import default_collate
 
 from pebench.config import method_config
 from pebench.data.base import DATASETS
-from pebench.method import METHODS
+from pebench.errors import PebenchError
+from pebench.method import METHODS, BenchBaseline
 from pebench.model import MultiTaskModel, build_model
 from pebench.params import count_parameters
 from pebench.precision import autocast
 from pebench.task import get_task
 from pebench.train import Batch, OptimConfig, Trainer
 
-FLOOR = "decoder-only"
 BACKPROP_FLOOR = "backprop floor"
-FULL = "mtl-full"
 BENCH_DATASET = "synthetic"  # the step's cost depends on shapes, not on what the images show
 # Any finite schedule will do: the step's cost does not depend on the learning rate.
 _OPTIM = OptimConfig(lr=1e-4, weight_decay=0.05, warmup_fraction=0.0, clip_grad_norm=5.0)
@@ -53,7 +54,8 @@ class BenchSetting:
     backbone: str = "swin-nano"
     img_size: int = 96
     batch_size: int = 8
-    tasks: tuple[str, ...] = ("semseg", "human_parts", "saliency", "normals")
+    tasks: tuple[str, ...] = field(
+        default_factory=lambda: DATASETS.get(BENCH_DATASET).info.default_tasks)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
     warmup: int = 3
@@ -94,6 +96,15 @@ class Row:
         if self.loop_ms is None or self.batched_ms is None:
             return None
         return self.loop_ms / self.batched_ms
+
+
+def baseline(role: BenchBaseline) -> str:
+    """The registered method that is the ``role`` baseline (``Method.bench_baseline``)."""
+    names = [e.name for e in METHODS.entries() if e.obj.bench_baseline == role]
+    if len(names) != 1:
+        raise PebenchError(f"pebench bench needs exactly one method whose bench_baseline is "
+                           f"'{role}'; found {', '.join(names) or 'none'}.")
+    return names[0]
 
 
 def variants(methods: list[str]) -> list[Variant]:
@@ -175,8 +186,9 @@ def bench(setting: BenchSetting, methods: list[str],
     """The three floors, then every variant of ``methods`` with its ratios to them; the
     floors are measured again at the end and their rows and ratios use both."""
     batch = bench_batch(setting)
-    floors = {FLOOR: Variant(FLOOR, FLOOR), BACKPROP_FLOOR: Variant(BACKPROP_FLOOR, FLOOR),
-              FULL: Variant(FULL, FULL)}
+    floor, full = baseline("frozen-backbone"), baseline("full-fine-tuning")
+    floors = {floor: Variant(floor, floor), BACKPROP_FLOOR: Variant(BACKPROP_FLOOR, floor),
+              full: Variant(full, full)}
     before = {name: measure(v, setting, batch, backprop=name == BACKPROP_FLOOR)
               for name, v in floors.items()}
     rows = [before[BACKPROP_FLOOR]]
@@ -190,9 +202,9 @@ def bench(setting: BenchSetting, methods: list[str],
         row.step_ms = (row.step_ms + again) / 2
         row.samples_per_s = setting.batch_size / row.step_ms * 1e3
     for row in rows:
-        row.vs_floor = row.step_ms / before[FLOOR].step_ms
+        row.vs_floor = row.step_ms / before[floor].step_ms
         row.vs_backprop_floor = row.step_ms / before[BACKPROP_FLOOR].step_ms
-        row.vs_full = row.step_ms / before[FULL].step_ms
+        row.vs_full = row.step_ms / before[full].step_ms
     return rows
 
 

@@ -109,9 +109,11 @@ def bench_command(
 def target_lines(rows: list[Row]) -> list[str]:
     """One line per speed target: held by every row it concerns, or who misses it, by how
     much."""
-    from pebench.bench import BACKPROP_FLOOR, FLOOR, FULL
+    from pebench.bench import BACKPROP_FLOOR, baseline
 
-    shared = [r for r in rows if r.task_shared and r.method not in (FLOOR, FULL)]
+    full = baseline("full-fine-tuning")
+    baselines = (baseline("frozen-backbone"), full)
+    shared = [r for r in rows if r.task_shared and r.method not in baselines]
     backprop_floor = next(r for r in rows if r.label == BACKPROP_FLOOR)
     hyper = [r for r in rows if r.prepare_share is not None]
     looped = [r for r in rows if r.loop_ms is not None]
@@ -119,7 +121,7 @@ def target_lines(rows: list[Row]) -> list[str]:
     checks = [
         (f"task-shared PEFT step ≤ {MAX_VS_FLOOR}× the frozen-backbone floor", shared,
          lambda r: r.vs_floor, MAX_VS_FLOOR, "{:.2f}×"),
-        (f"task-shared PEFT step ≤ {MAX_VS_FULL}× mtl-full", shared,
+        (f"task-shared PEFT step ≤ {MAX_VS_FULL}× {full}", shared,
          lambda r: r.vs_full, MAX_VS_FULL, "{:.2f}×"),
         (f"task-shared PEFT step ≤ {MAX_VS_FLOOR}× the backprop floor "
          f"({backprop_floor.vs_floor:.2f}× the frozen-backbone floor)", shared,
@@ -149,13 +151,15 @@ def target_lines(rows: list[Row]) -> list[str]:
 def _table(setting: BenchSetting, rows: list[Row]) -> Table:
     import torch
 
+    from pebench.bench import baseline
+
     table = Table(title=f"{setting.backbone}, {setting.img_size} px, batch {setting.batch_size}, "
                         f"{len(setting.tasks)} tasks, {setting.precision}, {setting.device} "
                         f"({torch.get_num_threads()} threads); median of {setting.repeats} "
                         "steps")
     cuda = setting.device.type == "cuda"
     headers = ["method", "trainable", "step ms", "samples/s", "× floor", "× backprop",
-               "× mtl-full",
+               f"× {baseline('full-fine-tuning')}",
                "prepare", "loop/batched", "eval img/s", "saved MiB"] + (["peak MiB"] if cuda
                                                                         else [])
     for index, header in enumerate(headers):
@@ -185,6 +189,7 @@ def _setting_json(setting: BenchSetting) -> dict[str, object]:
 def _bench_data(dataset: str, root: Path | None, img_size: int, tasks: str | None,
                 batch_size: int, workers: str, batches: int, device: object,
                 format: Format) -> None:
+    from pebench.bench import baseline
     from pebench.bench_data import bench_data
     from pebench.config import RunConfig
 
@@ -193,7 +198,8 @@ def _bench_data(dataset: str, root: Path | None, img_size: int, tasks: str | Non
         if not part.isdigit():
             raise PebenchError(f"--workers '{workers}' must list worker counts ≥ 0, e.g. 0,2,4.")
         counts.append(int(part))
-    config = RunConfig(method="decoder-only", dataset=dataset, data_root=root,
+    # Any method will do: the configuration only resolves the dataset, its root and tasks.
+    config = RunConfig(method=baseline("frozen-backbone"), dataset=dataset, data_root=root,
                        tasks=split_list(tasks), img_size=img_size, weights="none").resolved()
     assert config.tasks is not None
     rows = bench_data(dataset, config.data_root, img_size, config.tasks, batch_size, counts,

@@ -35,8 +35,6 @@ SETTING_COLUMNS = ("dataset", "backbone", "tasks", "img_size", "steps", "precisi
 # Runs differing in these are averaged together unless --group-by splits them, with a note.
 MIXING_COLUMNS = ("batch_size", "lr", "weight_decay", "warmup_fraction", "clip_grad_norm",
                   "weights_sha256", "epochs")
-PUBLISHED_SETTING = {"dataset": published.DATASET, "backbone": published.BACKBONE,
-                     "tasks": ",".join(published.METRIC_COLUMNS), "img_size": published.IMG_SIZE}
 
 
 @dataclass(frozen=True)
@@ -125,8 +123,9 @@ def compare(directory: Path, group_by: Sequence[str] = (),
              if c in group_by or completed[c].astype(str).nunique() > 1]
     if with_published:
         rows.extend(_published_rows())
-        tasks += [t for t in published.METRIC_COLUMNS if t not in tasks]
-        primary_metrics = {**published.PRIMARY_METRICS, **primary_metrics}
+        table = published.published_table()
+        tasks += [t for t in table.tasks if t not in tasks]
+        primary_metrics = {**table.primary_metrics, **primary_metrics}
     used = list(dict.fromkeys(r.reference for r in rows if r.reference is not None))
     failed = [FailedRun(r.run_id, r.method, r.status,
                         r.error if isinstance(r.error, str) and r.error else "(no error recorded)")
@@ -196,7 +195,7 @@ def _row_notes(row: Row, group: pd.DataFrame, group_columns: list[str],
     if row.delta_m is None and group["_reference"].isna().all():
         notes.append(f"Δm omitted for {where}: no completed Δm-reference run of the same "
                      f"setting in {directory}, and not the published setting "
-                     f"({published.DATASET}, {published.BACKBONE}, {published.IMG_SIZE} px).")
+                     f"({_published_setting_text()}).")
     elif row.delta_m is None:
         notes.append(f"Δm omitted for {where}: a primary metric could not be computed.")
     elif row.delta_m.n < len(group):
@@ -240,14 +239,22 @@ def _natural(value: Any) -> tuple[int, float, str]:
     return (1, 0.0, str(value))
 
 
+def _published_setting_text() -> str:
+    table = published.published_table()
+    return f"{table.dataset}, {table.backbone}, {table.img_size} px"
+
+
 def _published_rows() -> list[Row]:
+    table = published.published_table()
+    setting = {"dataset": table.dataset, "backbone": table.backbone,
+               "tasks": ",".join(table.tasks), "img_size": table.img_size}
     rows = []
     for entry in published.published_rows():
         rows.append(Row(
-            method=entry.method, setting=dict(PUBLISHED_SETTING),
+            method=entry.method, setting=dict(setting),
             metrics={t: Stat(v, None, 1) for t, v in entry.primary.items()},
             delta_m=Stat(entry.delta_m_printed, None, 1), params_m=entry.trainable_params_m,
-            step_ms=None, n=None, reference=published.REFERENCE_LABEL, source="published",
+            step_ms=None, n=None, reference=table.reference_label, source="published",
             delta_m_recomputed=entry.delta_m_recomputed, consistent=entry.consistent))
     return rows
 

@@ -33,6 +33,9 @@ Execution = Literal["batched", "loop"]
 TaskFeatures = dict[str, list[torch.Tensor]]
 
 
+BenchBaseline = Literal["frozen-backbone", "full-fine-tuning"]
+
+
 @dataclass
 class NoConfig:
     """This method has no hyperparameters."""
@@ -52,6 +55,10 @@ class Method(nn.Module):
     # True for the method whose runs are the Δm reference of the runs of their setting (the
     # single-task models); a run records it (``RunRecord.delta_m_reference_run``).
     delta_m_reference: ClassVar[bool] = False
+    # The baseline this method is in ``pebench bench``'s ratios, if any: "frozen-backbone"
+    # (nothing in the encoder trains) or "full-fine-tuning" (the shared encoder trains whole);
+    # one registered method plays each.
+    bench_baseline: ClassVar[BenchBaseline | None] = None
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
         super().__init__()

@@ -74,7 +74,7 @@ def figure_data(comparison: Comparison, metric_task: str | None = None) -> Figur
         ours = [dataclasses.replace(p, series="pebench runs") for p in ours]
     if not ours:
         if metric_task is None:
-            raise PebenchError("Δm is unavailable for every run (no single-task reference of "
+            raise PebenchError("Δm is unavailable for every run (no Δm-reference run of "
                                "the same setting, see the notes); plot a task's primary metric "
                                "with --plot-metric TASK instead.")
         raise PebenchError(f"no run has a {metric_task} value or a parameter count to plot.")

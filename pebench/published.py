@@ -3,11 +3,15 @@
 The CSV lives once, in ``results/reference/``, where people read it next to its source note;
 the wheel maps that folder to the package ``pebench.reference_data`` (pyproject), so an
 installed copy reads it through importlib.resources and a source checkout reads the folder.
+Beside the CSV, a JSON description says what the table holds: the setting it was measured
+in, which column is which task's primary metric, and which row is the Δm reference. The
+harness reads the table through it and names no task or method itself.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -19,34 +23,68 @@ import pebench
 from pebench.primary import PrimaryMetric, delta_m
 
 TABLE_FILE = "published_pascal_context_swin_t.csv"
+DESCRIPTION_FILE = "published_pascal_context_swin_t.json"
 DATA_PACKAGE_DIR = "reference_data"  # pebench.reference_data in a wheel
 SOURCE_DIR = Path("results") / "reference"  # the same folder in a source checkout
-
-# The setting the published numbers were measured in (Polyhistor protocol).
-DATASET = "pascal-context"
-BACKBONE = "swin-t"
-IMG_SIZE = 448
-# Task -> CSV column; units are pebench's (mIoU in %, normals' mean angle in degrees).
-METRIC_COLUMNS = {"semseg": "semseg_miou", "human_parts": "human_parts_miou",
-                  "saliency": "saliency_miou", "normals": "normals_mean_deg"}
-# What each column measures: the primary metric of the task of that name.
-PRIMARY_METRICS = {"semseg": PrimaryMetric("mIoU", True),
-                   "human_parts": PrimaryMetric("mIoU", True),
-                   "saliency": PrimaryMetric("mIoU", True),
-                   "normals": PrimaryMetric("mean", False)}
-SINGLE_TASK_ROW = "Single-task full fine-tuning"
-CITATION = "Liu et al., NeurIPS 2022, Table 1, as re-reported by Agiza et al., CVPR 2024"
-REFERENCE_LABEL = f"published single-task numbers ({CITATION})"
 # Printed Δm values have two decimals; a recomputation further off than this disagrees.
 CONSISTENCY_TOLERANCE = 0.02
 
 
+@dataclass(frozen=True)
+class PublishedTable:
+    """The description of the published table (``DESCRIPTION_FILE``)."""
+
+    dataset: str
+    backbone: str
+    img_size: int
+    metric_columns: dict[str, str]  # task -> CSV column; units are pebench's
+    primary_metrics: dict[str, PrimaryMetric]  # task -> what its column measures
+    reference_row: str  # the Δm reference (single-task full fine-tuning)
+    citation: str
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.metric_columns)
+
+    @property
+    def reference_label(self) -> str:
+        return f"published {self.reference_row} ({self.citation})"
+
+
+def _data_text(name: str) -> str:
+    """A file of the reference folder, from the installed package data or else from the
+    source checkout."""
+    packaged = resources.files(pebench) / DATA_PACKAGE_DIR / name
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(pebench.__file__).resolve().parent.parent / SOURCE_DIR / name).read_text(
+        encoding="utf-8")
+
+
+def table_text() -> str:
+    """The CSV text."""
+    return _data_text(TABLE_FILE)
+
+
+@cache
+def published_table() -> PublishedTable:
+    description = json.loads(_data_text(DESCRIPTION_FILE))
+    setting, columns = description["setting"], description["metric_columns"]
+    return PublishedTable(
+        dataset=setting["dataset"], backbone=setting["backbone"], img_size=setting["img_size"],
+        metric_columns={c["task"]: column for column, c in columns.items()},
+        primary_metrics={c["task"]: PrimaryMetric(c["metric"], c["higher_is_better"])
+                         for c in columns.values()},
+        reference_row=description["delta_m_reference_row"], citation=description["citation"])
+
+
 def in_published_setting(dataset: str, backbone: str, img_size: int,
                          tasks: tuple[str, ...] | list[str]) -> bool:
-    """Whether published numbers apply: PASCAL-Context, Swin-T, 448 px, tasks among the
-    published four (all four for a whole-model figure such as a parameter count)."""
-    return (dataset == DATASET and backbone == BACKBONE and img_size == IMG_SIZE
-            and set(tasks) <= set(METRIC_COLUMNS))
+    """Whether published numbers apply: the table's dataset, backbone and image size, tasks
+    among its tasks (all of them for a whole-model figure such as a parameter count)."""
+    table = published_table()
+    return (dataset == table.dataset and backbone == table.backbone
+            and img_size == table.img_size and set(tasks) <= set(table.tasks))
 
 
 @dataclass(frozen=True)
@@ -62,24 +100,16 @@ class PublishedRow:
         return abs(self.delta_m_printed - self.delta_m_recomputed) <= CONSISTENCY_TOLERANCE
 
 
-def table_text() -> str:
-    """The CSV text, from the installed package data or else from the source checkout."""
-    packaged = resources.files(pebench) / DATA_PACKAGE_DIR / TABLE_FILE
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    source = Path(pebench.__file__).resolve().parent.parent / SOURCE_DIR / TABLE_FILE
-    return source.read_text(encoding="utf-8")
-
-
 @cache
 def published_rows() -> tuple[PublishedRow, ...]:
-    """Every published row, with Δm recomputed here from its four metrics against the
-    single-task row (not trusted from the file), so an inconsistent row shows."""
+    """Every published row, with Δm recomputed here from its metrics against the reference
+    row (not trusted from the file), so an inconsistent row shows."""
+    table = published_table()
     frame = pd.read_csv(io.StringIO(table_text()))
-    primary = [{task: float(row[column]) for task, column in METRIC_COLUMNS.items()}
+    primary = [{task: float(row[column]) for task, column in table.metric_columns.items()}
                for _, row in frame.iterrows()]
-    reference = primary[frame.index[frame["method"] == SINGLE_TASK_ROW][0]]
-    higher = {task: metric.higher_is_better for task, metric in PRIMARY_METRICS.items()}
+    reference = primary[frame.index[frame["method"] == table.reference_row][0]]
+    higher = {task: metric.higher_is_better for task, metric in table.primary_metrics.items()}
     return tuple(
         PublishedRow(method=str(row["method"]), primary=values,
                      trainable_params_m=float(row["trainable_params_m"]),
@@ -88,7 +118,7 @@ def published_rows() -> tuple[PublishedRow, ...]:
         for (_, row), values in zip(frame.iterrows(), primary, strict=True))
 
 
-def published_single_task() -> dict[str, float]:
-    """The published single-task primary metrics: the Δm reference of the published setting."""
-    (row,) = (r for r in published_rows() if r.method == SINGLE_TASK_ROW)
+def published_reference_values() -> dict[str, float]:
+    """The primary metrics of the published Δm reference row."""
+    (row,) = (r for r in published_rows() if r.method == published_table().reference_row)
     return dict(row.primary)

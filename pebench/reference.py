@@ -50,7 +50,7 @@ class ReferenceSetting:
 class Reference:
     """Primary metrics to compute Δm against, and where they come from."""
 
-    kind: Literal["single-task runs", "published"]
+    kind: Literal["reference runs", "published"]
     values: dict[str, float]
     run_ids: tuple[str, ...] = ()
     label: str = ""
@@ -73,22 +73,23 @@ def published_reference(setting: ReferenceSetting) -> Reference | None:
     if not published.in_published_setting(setting.dataset, setting.backbone, setting.img_size,
                                           setting.tasks):
         return None
-    values = published.published_single_task()
+    values = published.published_reference_values()
     return Reference("published", {t: values[t] for t in setting.tasks},
-                     label=published.REFERENCE_LABEL)
+                     label=published.published_table().reference_label)
 
 
 def find_reference(setting: ReferenceSetting,
                    candidates: Iterable[RunRecord]) -> Reference | None:
-    """The mean primary metrics of the matching single-task runs among ``candidates``; else the
+    """The mean primary metrics of the matching Δm-reference runs among ``candidates``; else the
     published numbers for the published setting; else None."""
     matches = [c for c in candidates if is_reference_for(c, setting)]
     if matches:
         values = {task: sum(float(m.primary[task]) for m in matches) / len(matches)
                   for task in setting.tasks}
         runs = "run" if len(matches) == 1 else "runs"
-        label = f"mean of {len(matches)} single-task {runs} ({setting.describe()})"
-        return Reference("single-task runs", values, tuple(m.run_id for m in matches), label)
+        methods = "/".join(sorted({m.method for m in matches}))
+        label = f"mean of {len(matches)} {methods} {runs} ({setting.describe()})"
+        return Reference("reference runs", values, tuple(m.run_id for m in matches), label)
     return published_reference(setting)
 
 

@@ -183,7 +183,12 @@ class EdgeTask(Task):
         return torch.sigmoid(output)
 
     def meter(self, info: DatasetInfo) -> EdgeMeter:
-        if info.edge_tolerance is None:
-            raise PebenchError(f"dataset '{info.name}' declares no edge matching tolerance "
-                               "(DatasetInfo.edge_tolerance); add it or drop the edge task.")
-        return EdgeMeter(info.edge_tolerance)
+        """The meter at the dataset's matching tolerance (``task_settings``: the edge task's
+        ``tolerance``, a fraction of the image diagonal, as its published protocol sets it)."""
+        tolerance = info.task_setting(self.name, "tolerance")
+        if tolerance is None:
+            raise PebenchError(
+                f"dataset '{info.name}' declares no edge matching tolerance; add "
+                f"task_settings={{'{self.name}': {{'tolerance': FRACTION_OF_DIAGONAL}}}} to its "
+                "DatasetInfo or drop the edge task.")
+        return EdgeMeter(tolerance)

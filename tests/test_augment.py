@@ -31,7 +31,7 @@ def test_identity_at_source_size_changes_nothing() -> None:
     depth = rng.uniform(0.5, 9, (32, 32)).astype(np.float32)
     assert np.array_equal(warp_image(image, IDENTITY, 32), image)
     assert np.array_equal(warp_target(labels, "class", IDENTITY, 32), labels)
-    assert np.array_equal(warp_target(depth, "depth", IDENTITY, 32), depth)
+    assert np.array_equal(warp_target(depth, "scalar", IDENTITY, 32), depth)
 
 
 def test_flip_mirrors_everything_and_negates_normal_x() -> None:
@@ -45,8 +45,8 @@ def test_flip_mirrors_everything_and_negates_normal_x() -> None:
                                                                              IDENTITY, 40)
     assert np.array_equal(warp_image(image, flip, 40), plain_image[:, ::-1])
     assert np.array_equal(warp_target(labels, "class", flip, 40), plain_labels[:, ::-1])
-    plain_normals = warp_target(normals, "normals", IDENTITY, 40)
-    flipped = warp_target(normals, "normals", flip, 40)
+    plain_normals = warp_target(normals, "direction", IDENTITY, 40)
+    flipped = warp_target(normals, "direction", flip, 40)
     np.testing.assert_array_equal(flipped[..., 0], -plain_normals[:, ::-1, 0])
     np.testing.assert_array_equal(flipped[..., 1:], plain_normals[:, ::-1, 1:])
 
@@ -61,7 +61,7 @@ def test_rotation_turns_content_and_normals_the_same_way() -> None:
     turn = Geometry(angle=90.0)
     moved = warp_target(labels, "class", turn, 31)
     assert list(zip(*np.nonzero(moved == 9), strict=True)) == [(5, 15)]
-    turned = warp_target(normals, "normals", turn, 31)
+    turned = warp_target(normals, "direction", turn, 31)
     np.testing.assert_allclose(turned[15, 15], [0.0, -1.0, 0.0], atol=1e-6)
 
 
@@ -74,9 +74,9 @@ def test_rotating_back_restores_the_interior(angle: float) -> None:
     normals[..., 0], normals[..., 1], normals[..., 2] = 0.6, 0.0, 0.8
     there = Geometry(angle=angle)
     back = Geometry(angle=-angle)
-    restored = warp_target(warp_target(depth, "depth", there, size), "depth", back, size)
-    turned = warp_target(normals, "normals", there, size)
-    restored_normals = warp_target(turned, "normals", back, size)
+    restored = warp_target(warp_target(depth, "scalar", there, size), "scalar", back, size)
+    turned = warp_target(normals, "direction", there, size)
+    restored_normals = warp_target(turned, "direction", back, size)
     interior = (xx - size / 2 + 0.5) ** 2 + (yy - size / 2 + 0.5) ** 2 < (size / 2 - 4) ** 2
     # nearest twice moves a value by at most a pixel or so: the field changes 0.05 per pixel
     assert np.abs(restored - depth)[interior].max() <= 0.11
@@ -103,8 +103,8 @@ def test_outside_the_source_is_ignore_in_every_label() -> None:
     normals[..., 2] = 1.0
     image = np.full((40, 40, 3), 200, dtype=np.uint8)
     assert warp_target(labels, "class", shrink, 40)[0, 0] == 255
-    assert warp_target(depth, "depth", shrink, 40)[0, 0] == 0.0
-    assert np.array_equal(warp_target(normals, "normals", shrink, 40)[0, 0], [0, 0, 0])
+    assert warp_target(depth, "scalar", shrink, 40)[0, 0] == 0.0
+    assert np.array_equal(warp_target(normals, "direction", shrink, 40)[0, 0], [0, 0, 0])
     assert np.array_equal(warp_image(image, shrink, 40)[0, 0], [0, 0, 0])
     assert warp_target(labels, "class", shrink, 40)[20, 20] == 3
 
@@ -124,4 +124,4 @@ def test_random_warps_keep_labels_in_their_value_set() -> None:
     for _ in range(20):
         geometry = random_geometry(rng)
         assert set(np.unique(warp_target(labels, "class", geometry, 48))) <= {0, 3, 7, 255}
-        assert set(np.unique(warp_target(depth, "depth", geometry, 48))) <= {0.0, 1.5, 4.0}
+        assert set(np.unique(warp_target(depth, "scalar", geometry, 48))) <= {0.0, 1.5, 4.0}

@@ -47,7 +47,7 @@ def test_non_editable_install_ships_methods_and_tasks(tmp_path: Path) -> None:
              "print(resources.files(pebench) / 'reference_data' / published.TABLE_FILE);"
              "rows = published.published_rows();"
              "print(len(rows), sum(not r.consistent for r in rows),"
-             " published.published_single_task()['normals']);"
+             " published.published_reference_values()['normals']);"
              "from pebench.data.pascal_context import normals_valid_classes;"
              "print(len(normals_valid_classes()))")
     result = subprocess.run([sys.executable, "-c", probe, str(target)], cwd=tmp_path,

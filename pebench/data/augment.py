@@ -30,7 +30,7 @@ import numpy as np
 
 from pebench.task import IGNORE_INDEX
 
-TargetKind = Literal["class", "normals", "depth"]
+TargetKind = Literal["class", "direction", "scalar"]
 
 MAX_ROTATION_DEG = 20.0
 SCALE_RANGE = (0.75, 1.25)
@@ -99,32 +99,33 @@ def warp_target(target: np.ndarray, kind: TargetKind, geometry: Geometry,
                 size: int) -> np.ndarray:
     """A label at source size → size×size, nearest source pixel, ignore outside the source.
 
-    ``class``: uint8 HxW → uint8; ``depth``: float32 HxW → float32; ``normals``: float32
-    HxWx3 → float32 size×size×3 with the vector components flipped and rotated.
+    ``class`` (class ids, 255 ignore): uint8 HxW → uint8; ``scalar`` (a value per pixel such
+    as depth, 0 invalid; values unchanged): float32 HxW → float32; ``direction`` (unit
+    vectors such as surface normals, the zero vector ignore): float32 HxWx3 → float32
+    size×size×3 with the vector components flipped and rotated.
     """
     matrix = output_to_source(geometry, target.shape[:2], size)
     if kind == "class":
         return _resample(target, matrix, size, bilinear=False, fill=IGNORE_INDEX)
-    if kind == "depth":
+    if kind == "scalar":
         return _resample(target, matrix, size, bilinear=False, fill=0.0)
     channels = [_resample(np.ascontiguousarray(target[..., c]), matrix, size, bilinear=False,
                           fill=0.0) for c in range(3)]
-    return rotate_normals(np.stack(channels, axis=-1), geometry)
+    return rotate_directions(np.stack(channels, axis=-1), geometry)
 
 
-def rotate_normals(normals: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Move the (x, y) components of HxWx3 normals with the image: flip, then turn by θ.
-
-    The zero vector (ignore) stays zero.
+def rotate_directions(vectors: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Move the (x, y) components of HxWx3 vectors (surface normals) with the image: flip,
+    then turn by θ. The zero vector (ignore) stays zero.
     """
     if not geometry.flip and geometry.angle == 0.0:
-        return normals
-    x = -normals[..., 0] if geometry.flip else normals[..., 0]
-    y = normals[..., 1]
+        return vectors
+    x = -vectors[..., 0] if geometry.flip else vectors[..., 0]
+    y = vectors[..., 1]
     theta = math.radians(geometry.angle)
     cos, sin = np.float32(math.cos(theta)), np.float32(math.sin(theta))
-    turned = np.empty_like(normals)
+    turned = np.empty_like(vectors)
     turned[..., 0] = cos * x + sin * y
     turned[..., 1] = -sin * x + cos * y
-    turned[..., 2] = normals[..., 2]
+    turned[..., 2] = vectors[..., 2]
     return turned

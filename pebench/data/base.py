@@ -27,9 +27,13 @@ class DatasetInfo:
     num_classes: dict[str, int] = field(default_factory=dict)
     default_img_size: int = 448
     needs_root: bool = True
-    # Edge matching tolerance as a fraction of the image diagonal (the SEISM ``maxDist`` of
-    # the dataset's published protocol); None for datasets without edge labels.
-    edge_tolerance: float | None = None
+    # Settings of a task's evaluation that belong to the dataset's published protocol, by
+    # task name then key (the edge task's matching tolerance, say); the task reads its own.
+    task_settings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def task_setting(self, task: str, key: str) -> float | None:
+        """The dataset's value of ``key`` for ``task``, None where it declares none."""
+        return self.task_settings.get(task, {}).get(key)
 
 
 class DatasetSource(ABC):

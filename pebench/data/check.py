@@ -49,7 +49,7 @@ class ValueRange:
             self.ids |= values
             self.all_ignored += int(values <= {IGNORE_INDEX})
             return
-        valid = (np.linalg.norm(target, axis=-1) if self.kind == "normals" else target)
+        valid = (np.linalg.norm(target, axis=-1) if self.kind == "direction" else target)
         valid = valid[valid > 0]
         if valid.size == 0:
             self.all_ignored += 1
@@ -63,7 +63,7 @@ class ValueRange:
             return (_runs(sorted(self.ids)) or "none") + ignored
         if self.low > self.high:
             return "no valid pixel" + ignored
-        what = "|n|" if self.kind == "normals" else "depth"
+        what = "|n|" if self.kind == "direction" else "value"
         return f"{what} {self.low:.3g}–{self.high:.3g}{ignored}"
 
 

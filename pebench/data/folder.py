@@ -142,7 +142,7 @@ def to_tensor(target: np.ndarray, kind: TargetKind) -> torch.Tensor:
     if kind == "class":
         return torch.from_numpy(target.astype(np.int64))
     # np.require copies read-only arrays (PIL's), which torch must not share
-    if kind == "depth":
+    if kind == "scalar":
         return torch.from_numpy(np.require(target, np.float32, ("C", "W")))[None]
     return torch.from_numpy(np.require(target.transpose(2, 0, 1), np.float32, ("C", "W")))
 

@@ -42,8 +42,8 @@ _WHAT = {"semseg": "segmentation", "depth": "depth map", "normals": "normals map
 class NyudLayout(FolderLayout):
     dataset = NYUD.name
     expected_sizes: ClassVar[dict[str, int]] = {"train": 795, "val": 654}
-    kinds: ClassVar[dict[str, TargetKind]] = {"semseg": "class", "depth": "depth",
-                                              "normals": "normals", "edge": "class"}
+    kinds: ClassVar[dict[str, TargetKind]] = {"semseg": "class", "depth": "scalar",
+                                              "normals": "direction", "edge": "class"}
 
     def split_ids(self, split: str) -> list[str]:
         return read_split(self.root / "gt_sets" / f"{split}.txt", _HINT)

@@ -68,7 +68,7 @@ class PascalContextLayout(FolderLayout):
     dataset = PASCAL_CONTEXT.name
     expected_sizes: ClassVar[dict[str, int]] = {"train": 4998, "val": 5105}
     kinds: ClassVar[dict[str, TargetKind]] = {
-        "semseg": "class", "human_parts": "class", "saliency": "class", "normals": "normals",
+        "semseg": "class", "human_parts": "class", "saliency": "class", "normals": "direction",
         "edge": "class"}
 
     def __init__(self, root: Path) -> None:

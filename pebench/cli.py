@@ -18,6 +18,7 @@ from pebench.console import (
     console,
     errors,
     note,
+    print_at_least_minimum,
     print_comparison,
     print_unelided,
     say,
@@ -182,22 +183,17 @@ def list_command(
         "--verbose", help="methods: every --set key with its type, default and help")] = False,
 ) -> None:
     """List registered methods, tasks, datasets and backbones."""
-    from pebench.backbones import BACKBONES
-    from pebench.data.base import DATASETS
-    from pebench.method import METHODS
-    from pebench.options import option_docs
-    from pebench.task import TASKS
+    from pebench.catalog import catalog
 
-    registries = {Listing.methods: METHODS, Listing.tasks: TASKS, Listing.datasets: DATASETS,
-                  Listing.backbones: BACKBONES}
-    for kind, registry in registries.items():
+    listed = catalog()
+    for kind in Listing:
         if what is not None and kind != what:
             continue
         table = Table(title=kind.value, show_header=False, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
-        for entry in registry.entries():
-            table.add_row(entry.name, entry.description)
+        for entry in listed[kind.value]:
+            table.add_row(entry["name"], entry["description"])
         console.print(table)
         if verbose and kind == Listing.methods:
             options = Table(title="method hyperparameters (--set key=value)",
@@ -205,13 +201,13 @@ def list_command(
             for column in ("method", "key", "type", "default"):
                 options.add_column(column, no_wrap=True)
             options.add_column("help", min_width=30)
-            for entry in METHODS.entries():
-                docs = option_docs(entry.obj.Config)
-                if not docs:
-                    options.add_row(entry.name, "—", "", "", "no hyperparameters")
-                for doc in docs:
-                    options.add_row(entry.name, doc.key, doc.kind, doc.default, doc.help)
-            console.print(options)  # the help column wraps; nothing in it is a number
+            for entry in listed["methods"]:
+                if not entry["options"]:
+                    options.add_row(entry["name"], "—", "", "", "no hyperparameters")
+                for doc in entry["options"]:
+                    options.add_row(entry["name"], doc["key"], doc["kind"], doc["default"],
+                                    doc["help"])
+            print_at_least_minimum(options)  # the help column wraps down to 30 characters
 
 
 @app.command("pretrain")

@@ -32,6 +32,13 @@ def print_unelided(table: Table) -> None:
     (console if natural <= console.width else Console(width=natural)).print(table)
 
 
+def print_at_least_minimum(table: Table) -> None:
+    """Print at the console's width, or wider where the table's unwrappable columns and
+    minimum widths need it (rich would otherwise collapse a column to nothing)."""
+    minimum = console.measure(table, options=console.options.update_width(1000)).minimum
+    (console if minimum <= console.width else Console(width=minimum)).print(table)
+
+
 def print_comparison(comparison: Comparison) -> None:
     """The rich table, its notes, and the runs that are not completed, by status."""
     from pebench.report import rich_table, unfinished_groups

@@ -288,7 +288,8 @@ def test_published_numbers_are_the_reference_of_the_published_setting(tmp_path: 
     (row,) = comparison.ours
     assert row.delta_m.mean == pytest.approx(5.0)
     assert row.delta_m.std == pytest.approx(7.0710678)
-    assert row.reference is not None and row.reference.startswith("published Single-task full fine-tuning (")
+    assert row.reference is not None
+    assert row.reference.startswith("published Single-task full fine-tuning (")
     assert comparison.notes == []
 
     # The run-time lookup uses the same fallback.

@@ -31,14 +31,15 @@ class PrefixGenerator(nn.Module):
     shrink from one stage to the next (Swin stages only widen), so the widest stage reads all
     of it and every other stage a prefix of it. Heads named in ``zero_init`` start at zero
     (weights and bias): their output is 0 until training moves them. The others are
-    initialised as ``nn.Linear`` is, uniform in ±1/√in_dim, so the parameter count and the
-    initial distribution are those of one ``nn.Linear(in_dim, Σ widest sizes)``.
+    initialised as ``nn.Linear`` is, uniform in ±1/√in_dim, or with ``init_std`` weights
+    N(0, init_std²) and zero biases; either way the parameter count and the initial
+    distribution are those of one ``nn.Linear(in_dim, Σ widest sizes)`` so initialised.
     """
 
     param_group = OTHER
 
     def __init__(self, in_dim: int, shapes: dict[str, Sequence[Shape]],
-                 zero_init: Sequence[str] = ()) -> None:
+                 zero_init: Sequence[str] = (), init_std: float | None = None) -> None:
         super().__init__()
         self.shapes = {head: [tuple(s) for s in stages] for head, stages in shapes.items()}
         self.num_stages = len(next(iter(shapes.values())))
@@ -65,11 +66,15 @@ class PrefixGenerator(nn.Module):
             weight, bias = torch.empty(in_dim, sum(widths)), torch.empty(sum(widths))
             for head, columns, head_bias in zip(sizes, weight.split(widths, dim=1),
                                                 bias.split(widths), strict=True):
-                for part in (columns, head_bias):
-                    if head in zero_init:
-                        nn.init.zeros_(part)
-                    else:
-                        nn.init.uniform_(part, -bound, bound)
+                if head in zero_init:
+                    nn.init.zeros_(columns)
+                    nn.init.zeros_(head_bias)
+                elif init_std is not None:
+                    nn.init.normal_(columns, std=init_std)
+                    nn.init.zeros_(head_bias)
+                else:
+                    nn.init.uniform_(columns, -bound, bound)
+                    nn.init.uniform_(head_bias, -bound, bound)
             weights.append(nn.Parameter(weight))
             biases.append(nn.Parameter(bias))
             self.block_stages.append(stage)

@@ -66,11 +66,16 @@ def run_command(
     batch_size: Annotated[int, typer.Option(help="images per step")] = DEFAULT_BATCH_SIZE,
     eval_batch_size: Annotated[int | None, typer.Option(
         help="images per evaluation batch (default: --batch-size)")] = None,
-    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = DEFAULT_LR,
+    lr: Annotated[float | None, typer.Option(
+        help=f"peak learning rate (AdamW; default: the method's, {DEFAULT_LR:g} for most)")]
+        = None,
     seed: Annotated[int, typer.Option(help="seed of initialisation and data order")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     out: Annotated[Path, typer.Option(help="directory for the run record")] = Path("results/runs"),
     eval_every: Annotated[int, typer.Option(help="also evaluate every N steps (0: end only)")] = 0,
+    eval_resolution: Annotated[str, typer.Option(
+        help="input: evaluate at the input size (MTLoRA's protocol, the published table's); "
+             "original: resize predictions to each label's own size")] = "input",
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="method hyperparameter key=value (repeatable)")] = None,
     checkpoint_every: Annotated[int, typer.Option(
@@ -117,7 +122,8 @@ def run_command(
                 backbone=backbone, weights=weights, img_size=img_size, steps=steps,
                 epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
                 seed=seed, device=device, out=out,
-                eval_every=eval_every, method_overrides=overrides,
+                eval_every=eval_every, eval_resolution=eval_resolution,
+                method_overrides=overrides,
                 checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                 precision=precision, compile=compile, workers=workers)
             record = run(config, show_progress=not quiet, stop=stop)
@@ -132,8 +138,8 @@ def run_command(
 # workers may change).
 _RUN_FIELDS = ("method", "tasks", "dataset", "data_root", "backbone", "weights", "img_size",
                "steps", "epochs", "batch_size", "eval_batch_size", "lr", "seed", "device",
-               "eval_every", "checkpoint_every", "checkpoint_minutes", "precision", "compile",
-               "workers")
+               "eval_every", "eval_resolution", "checkpoint_every", "checkpoint_minutes",
+               "precision", "compile", "workers")
 
 
 def _given_settings(ctx: typer.Context, overrides: dict[str, str]) -> dict[str, object]:

@@ -34,7 +34,9 @@ def sweep_command(
     batch_size: Annotated[int, typer.Option(help="images per step")] = DEFAULT_BATCH_SIZE,
     eval_batch_size: Annotated[int | None, typer.Option(
         help="images per evaluation batch (default: --batch-size)")] = None,
-    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = DEFAULT_LR,
+    lr: Annotated[float | None, typer.Option(
+        help=f"peak learning rate (AdamW; default: each method's, {DEFAULT_LR:g} for most)")]
+        = None,
     eval_every: Annotated[int, typer.Option(help="also evaluate every N steps")] = 0,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="a hyperparameter axis method.key=v1,v2 (repeatable)")] = None,

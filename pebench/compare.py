@@ -31,7 +31,7 @@ from pebench.runs import METHOD_PREFIX, PRIMARY_PREFIX, RunFrame, Skipped, load_
 
 # Runs differing in these are different settings: always grouped apart, shown when they differ.
 SETTING_COLUMNS = ("dataset", "backbone", "tasks", "img_size", "steps", "precision",
-                   "compile")
+                   "compile", "eval_resolution")
 # Runs differing in these are averaged together unless --group-by splits them, with a note.
 MIXING_COLUMNS = ("batch_size", "lr", "weight_decay", "warmup_fraction", "clip_grad_norm",
                   "weights_sha256", "epochs")
@@ -247,7 +247,8 @@ def _published_setting_text() -> str:
 def _published_rows() -> list[Row]:
     table = published.published_table()
     setting = {"dataset": table.dataset, "backbone": table.backbone,
-               "tasks": ",".join(table.tasks), "img_size": table.img_size}
+               "tasks": ",".join(table.tasks), "img_size": table.img_size,
+               "eval_resolution": table.eval_resolution}
     rows = []
     for entry in published.published_rows():
         rows.append(Row(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pebench.backbones import BACKBONES
-from pebench.data.base import DATASETS, DatasetInfo
+from pebench.data.base import DATASETS, EVAL_RESOLUTIONS, DatasetInfo
 from pebench.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHECKPOINT_MINUTES,
@@ -44,11 +44,14 @@ class RunConfig:
     epochs: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     eval_batch_size: int | None = None  # None: batch_size
-    lr: float = DEFAULT_LR
+    lr: float | None = None  # None: the method's default_lr, else DEFAULT_LR
     weight_decay: float = 0.05
     warmup_fraction: float = 0.05
     clip_grad_norm: float = 5.0
     eval_every: int = 0  # evaluate every N steps as well as at the end; 0 = only at the end
+    # "input": the meters see labels at the input size; "original": predictions are resized
+    # to each label's own size (pebench.data.base.EVAL_RESOLUTIONS).
+    eval_resolution: str = "input"
     seed: int = 0
     device: str = "auto"
     out: Path = Path("results/runs")
@@ -125,19 +128,24 @@ class RunConfig:
         if self.seed > MAX_SEED:
             raise PebenchError(f"--seed must be ≤ {MAX_SEED} (numpy's seed range), "
                                f"got {self.seed}.")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise PebenchError(f"--lr must be a finite positive number, got {self.lr}.")
+        lr = self.lr if self.lr is not None else METHODS.get(self.method).default_lr or DEFAULT_LR
+        if not (lr > 0 and math.isfinite(lr)):
+            raise PebenchError(f"--lr must be a finite positive number, got {lr}.")
         if not (self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes)):
             raise PebenchError("--checkpoint-minutes must be a finite number ≥ 0, got "
                                f"{self.checkpoint_minutes}.")
         if not 0 <= self.warmup_fraction < 1:
             raise PebenchError(
                 f"the warm-up fraction must be in [0, 1), got {self.warmup_fraction}.")
+        if self.eval_resolution not in EVAL_RESOLUTIONS:
+            raise PebenchError(f"unknown --eval-resolution '{self.eval_resolution}'; valid: "
+                               f"{', '.join(EVAL_RESOLUTIONS)}.")
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise PebenchError(f"unknown --device '{self.device}'; valid: auto, cpu, cuda, cuda:N.")
         steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
         method_config(self.method, self.method_overrides)  # fails early on a bad --set
-        return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps)
+        return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps,
+                                   lr=lr)
 
 
 def check_tasks(info: DatasetInfo, tasks: tuple[str, ...]) -> None:

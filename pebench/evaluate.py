@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from pebench.data.base import DatasetInfo
 from pebench.distributed import SINGLE, Ranks, sum_meter
@@ -18,7 +18,7 @@ Metrics = dict[str, dict[str, float]]
 
 
 @torch.no_grad()
-def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
+def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, Any]],
              tasks: dict[str, Task], info: DatasetInfo, device: torch.device,
              stop: StopRequest | None = None, precision: str = "fp32",
              ranks: Ranks = SINGLE) -> Metrics:
@@ -26,8 +26,10 @@ def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
     two batches (StopRequested).
 
     Hypernetwork weights are generated once (``prepare``) and reused for every batch. The
-    forward pass runs at ``precision``; the meters get float32 outputs. Outputs are resized to
-    the label size when a dataset evaluates at its original resolution. Under data
+    forward pass runs at ``precision``; the meters get float32 outputs. Where a label is not
+    at the input size (evaluation at the original resolution: a batch's targets are then a
+    list, one per image), each image's prediction is resized to its label's size by the
+    task's ``resize_prediction`` before the meter sees it. Under data
     parallelism each rank passes its share of the split and the meters' counts are summed,
     so every rank returns the metrics of the whole split.
     """
@@ -45,12 +47,16 @@ def evaluate(model: MultiTaskModel, batches: Iterable[dict[str, torch.Tensor]],
         with autocast(precision, device):
             outputs = model(batch["image"].to(device, non_blocking=True))
         for name, task in tasks.items():
-            target = batch[name].to(device, non_blocking=True)
-            output = outputs[name].float()
-            if output.shape[-2:] != target.shape[-2:]:
-                output = F.interpolate(output, size=target.shape[-2:], mode="bilinear",
-                                       align_corners=False)
-            meters[name].update(task.predict(output), target)
+            output, targets = outputs[name].float(), batch[name]
+            if isinstance(targets, torch.Tensor) and targets.shape[-2:] == output.shape[-2:]:
+                meters[name].update(task.predict(output),
+                                    targets.to(device, non_blocking=True))
+                continue
+            for index, target in enumerate(targets):
+                target = target.to(device, non_blocking=True)[None]
+                prediction = task.predict(output[index:index + 1])
+                meters[name].update(task.resize_prediction(prediction, target.shape[-2:]),
+                                    target)
     model.train(was_training)
     for meter in meters.values():
         sum_meter(ranks, meter)

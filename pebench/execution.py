@@ -4,16 +4,18 @@ write. Between any two steps it can save its state and stop on request."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import resource
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from pebench.checkpoint import TrainingState, save_trainable_checkpoint, trainable_tensors
 from pebench.config import RunConfig, method_config
-from pebench.data.base import DATASETS
+from pebench.data.base import DATASETS, DatasetSource
 from pebench.distributed import SINGLE, Ranks, agree, gather_objects
 from pebench.errors import PebenchError
 from pebench.evaluate import Metrics, evaluate, primary_metrics
@@ -96,7 +98,7 @@ class Execution:
         assert config.img_size is not None and config.tasks is not None
         # The data before the weights: its checks are cheap, building embedded weights is not.
         train_set = source.build("train", config.data_root, config.img_size, config.tasks, True)
-        val_set = source.build("val", config.data_root, config.img_size, config.tasks, False)
+        val_set = build_validation(source, config)
         _check_batch_fits(config, len(train_set))
         if self.state is None:
             self.weights = resolve_weights(config, self.show_progress)
@@ -279,6 +281,20 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     scale = 1 if sys.platform == "darwin" else 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     return round(peak / 2**20, 1), "process_max_rss"
+
+
+def build_validation(source: DatasetSource, config: RunConfig) -> Dataset:
+    """The validation split, its labels at the run's evaluation resolution. A plug-in dataset
+    whose ``build`` predates ``eval_resolution`` evaluates at the input size only."""
+    assert config.img_size is not None and config.tasks is not None
+    if config.eval_resolution == "input":
+        return source.build("val", config.data_root, config.img_size, config.tasks, False)
+    if "eval_resolution" not in inspect.signature(source.build).parameters:
+        raise PebenchError(f"dataset '{config.dataset}' cannot keep its labels' original size "
+                           "(its build() takes no eval_resolution); use --eval-resolution "
+                           "input.")
+    return source.build("val", config.data_root, config.img_size, config.tasks, False,
+                        eval_resolution=config.eval_resolution)
 
 
 def _check_batch_fits(config: RunConfig, train_size: int) -> None:

@@ -48,6 +48,17 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
     return DataLoader(dataset, batch_sampler=stream, **_options(workers, device))
 
 
+def collate_evaluation(samples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """A validation batch as ``default_collate`` makes it, except that targets whose sizes
+    differ (labels at their original resolution) stay a list, one tensor per image."""
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [sample[key] for sample in samples]
+        same = all(value.shape == values[0].shape for value in values)
+        batch[key] = default_collate(values) if same else values
+    return batch
+
+
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
                 ranks: Ranks = SINGLE) -> DataLoader:
     """The whole split in order; under data parallelism rank r evaluates images r, r + N,
@@ -57,5 +68,6 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.d
         dataset = Subset(dataset, range(ranks.rank, size, ranks.world_size))
     # Its own generator: evaluating never moves the global one the training draws from, so
     # a resume that repeats an interrupted evaluation trains exactly as the first run did.
+    options = {**_options(workers, device), "collate_fn": collate_evaluation}
     return DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                      generator=torch.Generator().manual_seed(0), **_options(workers, device))
+                      generator=torch.Generator().manual_seed(0), **options)

@@ -59,6 +59,10 @@ class Method(nn.Module):
     # (nothing in the encoder trains) or "full-fine-tuning" (the shared encoder trains whole);
     # one registered method plays each.
     bench_baseline: ClassVar[BenchBaseline | None] = None
+    # The method's own peak learning rate where its authors' recipe sets one that the
+    # harness default (pebench.defaults.DEFAULT_LR) would break; --lr overrides it and the
+    # run records the rate it trained with.
+    default_lr: ClassVar[float | None] = None
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
         super().__init__()

@@ -37,6 +37,7 @@ class PublishedTable:
     dataset: str
     backbone: str
     img_size: int
+    eval_resolution: str  # where the labels were when the meters saw them (RunConfig's)
     metric_columns: dict[str, str]  # task -> CSV column; units are pebench's
     primary_metrics: dict[str, PrimaryMetric]  # task -> what its column measures
     reference_row: str  # the Δm reference (single-task full fine-tuning)
@@ -72,6 +73,7 @@ def published_table() -> PublishedTable:
     setting, columns = description["setting"], description["metric_columns"]
     return PublishedTable(
         dataset=setting["dataset"], backbone=setting["backbone"], img_size=setting["img_size"],
+        eval_resolution=setting["eval_resolution"],
         metric_columns={c["task"]: column for column, c in columns.items()},
         primary_metrics={c["task"]: PrimaryMetric(c["metric"], c["higher_is_better"])
                          for c in columns.values()},
@@ -79,12 +81,15 @@ def published_table() -> PublishedTable:
 
 
 def in_published_setting(dataset: str, backbone: str, img_size: int,
-                         tasks: tuple[str, ...] | list[str]) -> bool:
+                         tasks: tuple[str, ...] | list[str],
+                         eval_resolution: str | None = None) -> bool:
     """Whether published numbers apply: the table's dataset, backbone and image size, tasks
-    among its tasks (all of them for a whole-model figure such as a parameter count)."""
+    among its tasks (all of them for a whole-model figure such as a parameter count), and for
+    a metric its evaluation resolution (None: a figure that does not depend on it)."""
     table = published_table()
     return (dataset == table.dataset and backbone == table.backbone
-            and img_size == table.img_size and set(tasks) <= set(table.tasks))
+            and img_size == table.img_size and set(tasks) <= set(table.tasks)
+            and eval_resolution in (None, table.eval_resolution))
 
 
 @dataclass(frozen=True)

@@ -32,18 +32,22 @@ class ReferenceSetting:
     steps: int
     batch_size: int | None
     weights_sha256: str | None
+    eval_resolution: str = "input"
 
     @classmethod
     def of(cls, record: RunRecord) -> ReferenceSetting:
         return cls(dataset=record.dataset, backbone=record.backbone, tasks=tuple(record.tasks),
                    img_size=record.img_size, steps=record.steps,
                    batch_size=record.config.get("batch_size"),
-                   weights_sha256=record.weights.get("sha256"))
+                   weights_sha256=record.weights.get("sha256"),
+                   eval_resolution=record.eval_resolution)
 
     def describe(self) -> str:
         weights = (self.weights_sha256 or "none")[:12]
+        resolution = ("" if self.eval_resolution == "input"
+                      else f", evaluated at the {self.eval_resolution} resolution")
         return (f"{self.dataset}, {self.backbone}, {self.img_size} px, {self.steps} steps, "
-                f"batch {self.batch_size}, weights {weights}")
+                f"batch {self.batch_size}, weights {weights}{resolution}")
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,8 @@ class Reference:
 def is_reference_for(candidate: RunRecord, setting: ReferenceSetting) -> bool:
     """The one definition of "a reference run of the same setting": a completed run of the
     Δm-reference method (the single-task models), same dataset, backbone, input size, step
-    budget, batch size and backbone weights, and a finite primary metric for every task of
-    the setting (its tasks may be a superset)."""
+    budget, batch size, backbone weights and evaluation resolution, and a finite primary
+    metric for every task of the setting (its tasks may be a superset)."""
     own = ReferenceSetting.of(candidate)
     return (candidate.status == "completed" and candidate.is_delta_m_reference()
             and dataclasses.replace(own, tasks=setting.tasks) == setting
@@ -68,10 +72,11 @@ def is_reference_for(candidate: RunRecord, setting: ReferenceSetting) -> bool:
 
 
 def published_reference(setting: ReferenceSetting) -> Reference | None:
-    """The published single-task numbers, when the setting is the published one
-    (PASCAL-Context, Swin-T, 448 px) and its tasks are among the published four."""
+    """The published reference row's numbers, when the setting is the published table's
+    (dataset, backbone, input size, evaluation resolution) and its tasks are among the
+    table's."""
     if not published.in_published_setting(setting.dataset, setting.backbone, setting.img_size,
-                                          setting.tasks):
+                                          setting.tasks, setting.eval_resolution):
         return None
     values = published.published_reference_values()
     return Reference("published", {t: values[t] for t in setting.tasks},

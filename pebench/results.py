@@ -78,6 +78,11 @@ class RunRecord:
 
         return self.method in METHODS and METHODS.get(self.method).delta_m_reference
 
+    @property
+    def eval_resolution(self) -> str:
+        """Where the meters saw the labels; records from before the option: the input size."""
+        return str(self.config.get("eval_resolution", "input"))
+
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
         ordered = {"schema": fields.pop("schema"), **fields}  # readers check the schema first

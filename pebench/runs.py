@@ -110,6 +110,9 @@ class RunFrame:
                 if c not in outcome and not c.startswith(PRIMARY_PREFIX)]
 
 
+NAMED_SKIPS = 3  # skipped files a one-line error names; the rest are counted
+
+
 def load_frame(directory: Path) -> RunFrame:
     """Every run record under ``directory`` (recursively) as a RunFrame.
 
@@ -123,12 +126,14 @@ def load_frame(directory: Path) -> RunFrame:
         raise PebenchError(f"--results '{directory}' is not a directory.")
     scan = scan_records(directory, recursive=True)
     if not scan.records:
-        # One line still: the first skipped file with its reason, the others counted.
+        # One line still: each skipped file (the first few) with why, relative to the folder.
         skipped = ""
         if scan.skipped:
-            others = len(scan.skipped) - 1
-            more = f" and {others} other JSON file(s)" if others else ""
-            skipped = f" ({scan.skipped[0].warning()}{more})"
+            named = "; ".join(f"{s.path.relative_to(directory)}: {s.reason}"
+                              for s in scan.skipped[:NAMED_SKIPS])
+            more = len(scan.skipped) - NAMED_SKIPS
+            skipped = (f" (skipped {named}" + (f"; and {more} more JSON file(s)" if more > 0
+                                               else "") + ")")
         raise PebenchError(f"no pebench run records in '{directory}'{skipped}; make some with "
                            "'pebench run --method M --out DIR' and compare them with "
                            "'pebench compare --results DIR'.")
@@ -155,6 +160,7 @@ def _row(record: RunRecord, path: Path) -> dict[str, Any]:
         # Records from before these options ran in fp32, uncompiled.
         "precision": record.config.get("precision", "fp32"),
         "compile": bool(record.config.get("compile", False)),
+        "eval_resolution": record.eval_resolution,
     }
     for key, value in record.config.items():
         if key not in row and key not in ("out", "method_overrides"):

@@ -34,9 +34,13 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# Setting fields added after records were first written, with the value every earlier run had.
+LATER_FIELDS = {"eval_resolution": "input"}
+
+
 def setting(config: dict[str, Any], method_config: dict[str, Any]) -> dict[str, Any]:
     """The setting of a run from its record's ``config`` and ``method_config``."""
-    values = {k: v for k, v in config.items() if k not in NOT_SETTINGS}
+    values = {**LATER_FIELDS, **{k: v for k, v in config.items() if k not in NOT_SETTINGS}}
     values.update({METHOD_PREFIX + k: v for k, v in method_config.items()})
     return jsonable(values)
 

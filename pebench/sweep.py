@@ -163,7 +163,7 @@ def run_arguments(config: RunConfig) -> list[str]:
             "--out", str(config.out), "--eval-every", str(config.eval_every),
             "--checkpoint-every", str(config.checkpoint_every),
             "--checkpoint-minutes", repr(config.checkpoint_minutes),
-            "--precision", config.precision]
+            "--precision", config.precision, "--eval-resolution", config.eval_resolution]
     if config.compile:
         args.append("--compile")
     optional = {"--workers": config.workers,

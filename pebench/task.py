@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
+from torch.nn import functional as F
 
 from pebench.registry import Registry
 
@@ -73,6 +74,19 @@ class Task(ABC):
     @abstractmethod
     def meter(self, info: DatasetInfo) -> Meter:
         """A fresh meter for one evaluation pass."""
+
+    def resize_prediction(self, prediction: torch.Tensor,
+                          size: tuple[int, int]) -> torch.Tensor:
+        """A prediction (what ``predict`` returns) at another size, for evaluation at each
+        label's own resolution, as the Multi-Task-Learning-PyTorch protocol resizes its
+        predictions (OpenCV): class ids (integer, (B, H, W)) by the nearest pixel (OpenCV's
+        INTER_NEAREST: source pixel floor(x · scale)), values ((B, C, H, W)) bilinearly with
+        pixel centres aligned (INTER_LINEAR). A task whose prediction has a constraint that
+        interpolation breaks (unit normals) overrides this."""
+        if not prediction.is_floating_point():
+            resized = F.interpolate(prediction[:, None].float(), size=size, mode="nearest")
+            return resized[:, 0].to(prediction.dtype)
+        return F.interpolate(prediction, size=size, mode="bilinear", align_corners=False)
 
 
 def loss_precision(values: torch.Tensor) -> torch.Tensor:

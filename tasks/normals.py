@@ -51,6 +51,13 @@ class NormalsTask(Task):
     def meter(self, info: DatasetInfo) -> NormalsMeter:
         return NormalsMeter()
 
+    def resize_prediction(self, prediction: torch.Tensor,
+                          size: tuple[int, int]) -> torch.Tensor:
+        """Unit normals resized bilinearly, then normalised again (an average of unit
+        vectors is shorter than one), as the community's evaluation normalises the
+        predictions it reads back."""
+        return self.predict(super().resize_prediction(prediction, size))
+
 
 class NormalsMeter:
     """Angular error of surface normals, in degrees, over every valid pixel of the split.

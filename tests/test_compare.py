@@ -398,11 +398,16 @@ def test_missing_empty_and_referenceless_directories(tmp_path: Path,
     (only_corrupt / "y.json").write_text('{"a": 1}')
     code, _, err = run_cli(["compare", "--results", str(only_corrupt)], capsys, monkeypatch)
     assert code == 2
-    (line,) = err.strip().splitlines()  # the first skipped file named, with its reason
-    assert line.endswith(f"(skipped {only_corrupt / 'x.json'}: not valid JSON (Expecting "
-                         "property name enclosed in double quotes, line 1) and 1 other JSON "
-                         "file(s)); make some with 'pebench run --method M --out DIR' and "
+    (line,) = err.strip().splitlines()  # each skipped file named, with its reason
+    assert line.endswith("(skipped x.json: not valid JSON (Expecting property name enclosed in "
+                         "double quotes, line 1); y.json: not a pebench run record (no 'schema' "
+                         "field)); make some with 'pebench run --method M --out DIR' and "
                          "compare them with 'pebench compare --results DIR'."), line
+    for name in ("z1", "z2"):
+        (only_corrupt / f"{name}.json").write_text("[]")
+    code, _, err = run_cli(["compare", "--results", str(only_corrupt)], capsys, monkeypatch)
+    (line,) = err.strip().splitlines()  # three named, the rest counted
+    assert code == 2 and "z1.json: not a pebench run record (a JSON list); and 1 more" in line
 
     no_reference = tmp_path / "alone"
     no_reference.mkdir()

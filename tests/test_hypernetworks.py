@@ -42,10 +42,17 @@ def formed(weight: Weight) -> torch.Tensor:
 
 def test_published_setting_counts() -> None:
     counts = {m: count_parameters(build(m, PASCAL, "swin-t", 448, meta=True)) for m in HYPER}
-    conditioning = (4 + 12 + 2) * 64 + (3 * 64 * 128 + 128) + (128 * 128 + 128)
-    # Hyperformer: generators sized for Swin-T's widest stage (768 × 384), p = 128 (+ bias).
-    assert counts["hyperformer"].other == conditioning + 129 * (2 * 768 * 384 + 384 + 768)
-    assert counts["hyperformer"].trainable == 78_224_896  # published 72.77M: ratio 1.075
+    embeddings = (4 + 12 + 2) * 64
+    # Hyperformer as released: projector 192 → 128 → 64, then a layer norm on z; generators
+    # sized for Swin-T's widest stage (768 × 384), p = 64 (+ bias).
+    released = embeddings + (3 * 64 * 128 + 128) + (128 * 64 + 64) + 2 * 64
+    assert counts["hyperformer"].other == released + 65 * (2 * 768 * 384 + 384 + 768)
+    assert counts["hyperformer"].trainable == 40_394_304  # published 72.77M: ratio 0.555
+    earlier = count_parameters(build("hyperformer", PASCAL, "swin-t", 448, meta=True,
+                                     projected_dim="128", projector_norm="false"))
+    assert earlier.trainable == 78_224_896  # pebench's form before issue 13: ratio 1.075
+    # Polyhistor keeps its own conditioning: projector 192 → 128 → 128, no norm.
+    conditioning = embeddings + (3 * 64 * 128 + 128) + (128 * 128 + 128)
     # Polyhistor, the paper's Eq. 1: W = [W_down; W_upᵀ] = A·Bᵀ, A (768 × 24), B (2·384 × 24),
     # plus the bias generators.
     assert counts["polyhistor"].other == conditioning + 129 * (
@@ -74,7 +81,9 @@ def test_published_setting_counts() -> None:
 def test_adapters_are_the_identity_at_initialisation(method: str, execution: str) -> None:
     # float64: the adapted and the frozen pass differ only by rounding (~1e-16 relative), so
     # 1e-12 holds on any CPU's kernels while any non-zero adapter output would show.
-    model = build(method, execution=execution).double().eval()
+    # Hyperformer starts as released (small generators, not zero) unless asked otherwise.
+    overrides = {"identity_init": "true"} if method == "hyperformer" else {}
+    model = build(method, execution=execution, **overrides).double().eval()
     images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         model.prepare()
@@ -83,6 +92,28 @@ def test_adapters_are_the_identity_at_initialisation(method: str, execution: str
     for task in NANO:
         for ours, reference in zip(adapted[task], frozen, strict=True):
             torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_hyperformer_starts_as_the_released_code_does() -> None:
+    """Task projector to 64 with a layer norm (eps 1e-6) on z; every linear N(0, 0.01²) with
+    zero biases; so the generated adapters start small but not at zero."""
+    torch.manual_seed(0)
+    model = build("hyperformer", PASCAL, "swin-t", 224)
+    projector = model.method.conditioning.projector
+    norm = projector[3]
+    assert isinstance(norm, torch.nn.LayerNorm) and norm.eps == 1e-6
+    assert norm.normalized_shape == (64,)
+    generator = model.method.generator
+    linears = [projector[0].weight, projector[2].weight, *generator.weights]
+    for weight in linears:
+        assert abs(weight.std().item() - 0.01) < 0.0005 and abs(weight.mean().item()) < 0.0005
+    biases = [projector[0].bias, projector[2].bias, *generator.biases]
+    assert all(bias.abs().max() == 0 for bias in biases)
+    model.prepare()
+    ups = [formed(a._weights[2]) for a in generated_adapters(model)]
+    # z is layer-normed (unit variance), so a generated entry is N(0, 64 · 0.01²).
+    spread = torch.cat([u.flatten() for u in ups]).std().item()
+    assert 0.07 < spread < 0.09
 
 
 @pytest.mark.parametrize("method", HYPER)
@@ -100,7 +131,7 @@ def test_only_the_generators_train_and_the_backbone_stays_bit_identical(method: 
     moved = [n for n, p in model.named_parameters() if p.requires_grad
              and not torch.equal(p, trainable[n])]
     assert any(n.startswith("method.") for n in moved)
-    # The up projections start at zero (identity); training must move every one of them.
+    # Every up projection must be non-zero after training (Polyhistor's start at zero).
     model.prepare()
     for adapter in generated_adapters(model):
         assert adapter._weights is not None
@@ -192,3 +223,13 @@ def test_paired_decomposition_emits_one_low_rank_w_of_both_weights(decomposition
     joined = torch.cat([down, up.T], dim=1)
     assert joined.shape == (32, 32)
     assert int(torch.linalg.matrix_rank(joined)) == rank_bound
+
+
+def test_hyperformer_trains_at_its_released_learning_rate() -> None:
+    """A method's own default rate, unless --lr gives one; the record keeps the rate used."""
+    from pebench.config import RunConfig
+    from pebench.defaults import DEFAULT_LR
+
+    assert RunConfig(method="hyperformer").resolved().lr == 3e-4
+    assert RunConfig(method="polyhistor").resolved().lr == DEFAULT_LR == 1e-3
+    assert RunConfig(method="hyperformer", lr=5e-4).resolved().lr == 5e-4

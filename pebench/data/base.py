@@ -36,6 +36,10 @@ class DatasetInfo:
         return self.task_settings.get(task, {}).get(key)
 
 
+# Where the meters see a validation label: at the input size, or at its own (original) size.
+EVAL_RESOLUTIONS = ("input", "original")
+
+
 class DatasetSource(ABC):
     """A registered dataset: its info and a way to build a split."""
 
@@ -44,8 +48,11 @@ class DatasetSource(ABC):
 
     @abstractmethod
     def build(self, split: str, root: Path | None, img_size: int, tasks: tuple[str, ...],
-              train: bool) -> Dataset[Sample]:
-        """The split ("train" or "val") at ``img_size``; ``train`` turns augmentation on."""
+              train: bool, eval_resolution: str = "input") -> Dataset[Sample]:
+        """The split ("train" or "val") at ``img_size``; ``train`` turns augmentation on.
+        With ``eval_resolution="original"`` a validation split's targets keep their own size
+        (the image is still resized to ``img_size``); samples of a split may then differ in
+        target size, and the evaluation resizes each prediction to its label's."""
 
 
 DATASETS: Registry[type[DatasetSource]] = Registry(

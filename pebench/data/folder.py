@@ -30,8 +30,9 @@ SPLITS = ("train", "val")
 class FolderLayout(ABC):
     """One dataset format rooted at ``root``. Target arrays are at the image's size:
 
-    ``class`` targets uint8 HxW (255 = ignore), ``normals`` float32 HxWx3 (zero vector =
-    ignore), ``depth`` float32 HxW (0 = invalid).
+    ``class`` targets uint8 HxW (255 = ignore), ``direction`` targets (surface normals)
+    float32 HxWx3 (zero vector = ignore), ``scalar`` targets (depth) float32 HxW (0 =
+    invalid).
     """
 
     dataset: ClassVar[str]  # the registered name, for messages
@@ -77,8 +78,9 @@ class FolderSource(DatasetSource):
         return self.layout_class(root)
 
     def build(self, split: str, root: Path | None, img_size: int, tasks: tuple[str, ...],
-              train: bool) -> Dataset[Sample]:
-        return FolderDataset(self.layout(root), split, img_size, tasks, train)
+              train: bool, eval_resolution: str = "input") -> Dataset[Sample]:
+        return FolderDataset(self.layout(root), split, img_size, tasks, train,
+                             original_labels=not train and eval_resolution == "original")
 
 
 class FolderDataset(Dataset[Sample]):
@@ -86,8 +88,10 @@ class FolderDataset(Dataset[Sample]):
 
     Training samples are augmented (:mod:`pebench.data.augment`); validation samples are only
     resized, labels with the nearest pixel, so evaluation happens at the input size, which is
-    the size the models predict at. Every file the split needs is looked for up front, so a
-    missing file stops the run before training, not hours into it.
+    the size the models predict at; with ``original_labels`` their labels keep the size of
+    their files instead (evaluation at the original resolution). Every file the split needs
+    is looked for up front, so a missing file stops the run before training, not hours into
+    it.
 
     The random augmentation of a training sample is drawn from the seed its
     :class:`~pebench.data.stream.Draw` carries, so a run is reproducible and resumable
@@ -95,7 +99,7 @@ class FolderDataset(Dataset[Sample]):
     """
 
     def __init__(self, layout: FolderLayout, split: str, img_size: int,
-                 tasks: tuple[str, ...], train: bool) -> None:
+                 tasks: tuple[str, ...], train: bool, original_labels: bool = False) -> None:
         if split not in SPLITS:
             raise PebenchError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}.")
         unknown = [t for t in tasks if t not in layout.kinds]
@@ -107,6 +111,7 @@ class FolderDataset(Dataset[Sample]):
         self.img_size = img_size
         self.tasks = tuple(tasks)
         self.train = train
+        self.original_labels = original_labels
         self.ids = layout.split_ids(split)
         _require_files(layout, self.ids, self.tasks)
         layout.prepare(self.ids, self.tasks)
@@ -133,7 +138,9 @@ class FolderDataset(Dataset[Sample]):
         sample: Sample = {"image": normalize_image(warp_image(image, geometry, self.img_size))}
         for task, target in targets.items():
             kind = self.layout.kinds[task]
-            sample[task] = to_tensor(warp_target(target, kind, geometry, self.img_size), kind)
+            if not self.original_labels:
+                target = warp_target(target, kind, geometry, self.img_size)
+            sample[task] = to_tensor(target, kind)
         return sample
 
 

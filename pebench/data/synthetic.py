@@ -93,7 +93,9 @@ class SyntheticSource(DatasetSource):
     description = "Procedural top-down scenes with every task's label; built in, no download."
 
     def build(self, split: str, root: Path | None, img_size: int, tasks: tuple[str, ...],
-              train: bool) -> Dataset[Sample]:
-        """The split; ``root`` is ignored and ``train`` changes nothing (no augmentation)."""
-        del root, train
+              train: bool, eval_resolution: str = "input") -> Dataset[Sample]:
+        """The split; ``root`` is ignored and ``train`` changes nothing (no augmentation).
+        Scenes are rendered at ``img_size``, so that is their labels' original size too and
+        ``eval_resolution`` changes nothing."""
+        del root, train, eval_resolution
         return SyntheticScenes(split, img_size, tasks)

@@ -33,7 +33,7 @@ GROUPS = {"methods": "pebench.methods", "tasks": "pebench.tasks",
           "datasets": "pebench.datasets", "backbones": "pebench.backbones"}
 # Top-level packages that register the built-in entries.
 BUILTIN_PACKAGES = ("pebench", "methods", "tasks")
-FORMAT = 1  # bump when the catalog's layout changes
+FORMAT = 2  # bump when the catalog's layout changes
 
 Catalog = dict[str, list[dict[str, Any]]]
 
@@ -65,8 +65,15 @@ def build() -> Catalog:
     built: Catalog = {}
     for kind, registry in registries.items():
         built[kind] = [{"name": e.name, "description": e.description} for e in registry.entries()]
+    # What checking a run's options needs besides the names (pebench.config.precheck).
     for entry in built["methods"]:
         entry["options"] = [vars(doc) for doc in option_docs(METHODS.get(entry["name"]).Config)]
+    for entry in built["datasets"]:
+        info = DATASETS.get(entry["name"]).info
+        entry.update(tasks=list(info.tasks), default_tasks=list(info.default_tasks),
+                     default_img_size=info.default_img_size)
+    for entry in built["backbones"]:
+        entry["patch_size"] = BACKBONES.get(entry["name"]).patch_size
     return built
 
 

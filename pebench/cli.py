@@ -115,8 +115,6 @@ def run_command(
             if method is None:
                 raise PebenchError("give --method M (see 'pebench list methods'), or --resume "
                                    "RUN to continue an interrupted run.")
-            from pebench.api import run
-
             config = RunConfig(
                 method=method, tasks=split_list(tasks), dataset=dataset, data_root=data_root,
                 backbone=backbone, weights=weights, img_size=img_size, steps=steps,
@@ -126,6 +124,9 @@ def run_command(
                 method_overrides=overrides,
                 checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                 precision=precision, compile=compile, workers=workers)
+            config.precheck()  # bad input refused before torch is imported
+            from pebench.api import run
+
             record = run(config, show_progress=not quiet, stop=stop)
     from pebench.distributed import ranks_from_environment
 

@@ -55,7 +55,8 @@ def bench_command(
     (decoder-only), the backprop floor and full fine-tuning (mtl-full), or with --data the
     input pipeline."""
     from pebench.config import check_img_size
-    from pebench.precision import PRECISIONS, check_precision
+    from pebench.defaults import PRECISIONS
+    from pebench.precision import check_precision
     from pebench.preflight import resolve_device
 
     for flag, value in (("--batch-size", batch_size), ("--repeats", repeats),

@@ -6,22 +6,27 @@ import dataclasses
 import math
 import re
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pebench.backbones import BACKBONES
-from pebench.data.base import DATASETS, EVAL_RESOLUTIONS, DatasetInfo
 from pebench.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHECKPOINT_MINUTES,
     DEFAULT_LR,
     DEFAULT_STEPS,
+    EVAL_RESOLUTIONS,
+    PRECISIONS,
 )
 from pebench.errors import PebenchError, unknown_name
-from pebench.method import METHODS
-from pebench.precision import PRECISIONS
-from pebench.task import TASKS
+
+if TYPE_CHECKING:
+    from pebench.data.base import DatasetInfo
+
+# This module is imported before anything heavy: the registries (and with them torch and
+# timm) are imported inside the functions that need them, so that `precheck` can refuse bad
+# input in a fraction of a second.
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
 # Upper bounds that catch a typo before it costs an allocation failure or an endless run:
@@ -50,7 +55,7 @@ class RunConfig:
     clip_grad_norm: float = 5.0
     eval_every: int = 0  # evaluate every N steps as well as at the end; 0 = only at the end
     # "input": the meters see labels at the input size; "original": predictions are resized
-    # to each label's own size (pebench.data.base.EVAL_RESOLUTIONS).
+    # to each label's own size (pebench.defaults.EVAL_RESOLUTIONS).
     eval_resolution: str = "input"
     seed: int = 0
     device: str = "auto"
@@ -77,21 +82,39 @@ class RunConfig:
                 values[key] = Path(values[key])
         return cls(**values)
 
+    def precheck(self) -> None:
+        """What can be checked without importing torch, in a fraction of a second: every
+        number and choice, and the names, tasks, input size and ``--set`` keys against the
+        catalog of the registries (:mod:`pebench.catalog`). ``resolved`` checks the same
+        against the registries themselves, and what needs them or the disk."""
+        from pebench.catalog import catalog
+
+        listed = {kind: {e["name"]: e for e in entries} for kind, entries in catalog().items()}
+        _check_name("method", self.method, listed["methods"])
+        _check_name("dataset", self.dataset, listed["datasets"])
+        _check_name("backbone", self.backbone, listed["backbones"])
+        dataset = listed["datasets"][self.dataset]
+        tasks = self._chosen_tasks(dataset["tasks"], dataset["default_tasks"])
+        check_task_names(self.dataset, dataset["tasks"], listed["tasks"], tasks)
+        img_size = self.img_size if self.img_size is not None else dataset["default_img_size"]
+        check_img_size_for(self.backbone, img_size,
+                           listed["backbones"][self.backbone]["patch_size"])
+        _check_option_keys(self.method, self.method_overrides,
+                           [o["key"] for o in listed["methods"][self.method]["options"]])
+        self._check_numbers()
+
     def resolved(self) -> RunConfig:
-        """Validate every field and fill the defaults that depend on the dataset; raises
-        PebenchError with one line for the first problem found."""
-        if self.method not in METHODS:
-            raise unknown_name("method", self.method, METHODS.names(),
-                               "Run 'pebench list methods' to see them.")
-        if self.dataset not in DATASETS:
-            raise unknown_name("dataset", self.dataset, DATASETS.names())
-        if self.backbone not in BACKBONES:
-            raise unknown_name("backbone", self.backbone, BACKBONES.names())
+        """Validate every field and fill the defaults that depend on the dataset or the
+        method; raises PebenchError with one line for the first problem found."""
+        from pebench.backbones import BACKBONES
+        from pebench.data.base import DATASETS
+        from pebench.method import METHODS
+
+        _check_name("method", self.method, METHODS.names())
+        _check_name("dataset", self.dataset, DATASETS.names())
+        _check_name("backbone", self.backbone, BACKBONES.names())
         info = DATASETS.get(self.dataset).info
-        if self.tasks is not None and not self.tasks:
-            raise PebenchError("--tasks names no task; give a comma-separated list of: "
-                               f"{', '.join(info.tasks)} (or leave it out for the defaults).")
-        tasks = self.tasks or info.default_tasks
+        tasks = self._chosen_tasks(info.tasks, info.default_tasks)
         check_tasks(info, tasks)
         data_root = self.data_root
         if info.needs_root:
@@ -110,6 +133,22 @@ class RunConfig:
                                "checkpoint path, 'auto' or 'none'.")
         img_size = info.default_img_size if self.img_size is None else self.img_size
         check_img_size(self.backbone, img_size)
+        self._check_numbers()
+        lr = self.lr if self.lr is not None else METHODS.get(self.method).default_lr or DEFAULT_LR
+        steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
+        method_config(self.method, self.method_overrides)  # fails early on a bad --set
+        return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps,
+                                   lr=lr)
+
+    def _chosen_tasks(self, offered: Sequence[str],
+                      defaults: Sequence[str]) -> tuple[str, ...]:
+        if self.tasks is not None and not self.tasks:
+            raise PebenchError("--tasks names no task; give a comma-separated list of: "
+                               f"{', '.join(offered)} (or leave it out for the defaults).")
+        return tuple(self.tasks or defaults)
+
+    def _check_numbers(self) -> None:
+        """Every number and choice that needs no registry."""
         if self.steps is not None and self.epochs is not None:
             raise PebenchError("give either --steps or --epochs, not both.")
         _at_least("--steps", self.steps, 0)
@@ -128,9 +167,8 @@ class RunConfig:
         if self.seed > MAX_SEED:
             raise PebenchError(f"--seed must be ≤ {MAX_SEED} (numpy's seed range), "
                                f"got {self.seed}.")
-        lr = self.lr if self.lr is not None else METHODS.get(self.method).default_lr or DEFAULT_LR
-        if not (lr > 0 and math.isfinite(lr)):
-            raise PebenchError(f"--lr must be a finite positive number, got {lr}.")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise PebenchError(f"--lr must be a finite positive number, got {self.lr}.")
         if not (self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes)):
             raise PebenchError("--checkpoint-minutes must be a finite number ≥ 0, got "
                                f"{self.checkpoint_minutes}.")
@@ -142,29 +180,45 @@ class RunConfig:
                                f"{', '.join(EVAL_RESOLUTIONS)}.")
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise PebenchError(f"unknown --device '{self.device}'; valid: auto, cpu, cuda, cuda:N.")
-        steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
-        method_config(self.method, self.method_overrides)  # fails early on a bad --set
-        return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps,
-                                   lr=lr)
+
+
+def _check_name(kind: str, name: str, valid: Iterable[str]) -> None:
+    valid = list(valid)
+    if name not in valid:
+        raise unknown_name(kind, name, valid, f"Run 'pebench list {kind}s' to see them.")
 
 
 def check_tasks(info: DatasetInfo, tasks: tuple[str, ...]) -> None:
     """Every task registered, offered by the dataset, and listed once."""
+    from pebench.task import TASKS
+
+    check_task_names(info.name, info.tasks, TASKS.names(), tasks)
+
+
+def check_task_names(dataset: str, offered: Iterable[str], registered: Iterable[str],
+                     tasks: tuple[str, ...]) -> None:
+    """``check_tasks`` from the names alone (the registry's or the catalog's)."""
+    offered, registered = list(offered), sorted(registered)
     for task in tasks:
-        if task not in TASKS:
-            if task in info.tasks:
-                raise PebenchError(f"task '{task}' of dataset '{info.name}' is not implemented "
-                                   f"yet; registered tasks: {', '.join(TASKS.names())}.")
-            raise unknown_name("task", task, TASKS.names())
-        if task not in info.tasks:
-            raise PebenchError(f"dataset '{info.name}' has no labels for task '{task}'; "
-                               f"it offers: {', '.join(info.tasks)}.")
+        if task not in registered:
+            if task in offered:
+                raise PebenchError(f"task '{task}' of dataset '{dataset}' is not implemented "
+                                   f"yet; registered tasks: {', '.join(registered)}.")
+            raise unknown_name("task", task, registered)
+        if task not in offered:
+            raise PebenchError(f"dataset '{dataset}' has no labels for task '{task}'; "
+                               f"it offers: {', '.join(offered)}.")
     if len(set(tasks)) != len(tasks):
         raise PebenchError(f"a task is listed twice in --tasks {','.join(tasks)}.")
 
 
 def check_img_size(backbone: str, img_size: int) -> None:
-    patch = BACKBONES.get(backbone).patch_size
+    from pebench.backbones import BACKBONES
+
+    check_img_size_for(backbone, img_size, BACKBONES.get(backbone).patch_size)
+
+
+def check_img_size_for(backbone: str, img_size: int, patch: int) -> None:
     if not 32 <= img_size <= MAX_IMG_SIZE or img_size % patch != 0:
         raise PebenchError(f"--img-size {img_size} is not valid for {backbone}: it must be a "
                            f"multiple of the patch size {patch} from 32 to {MAX_IMG_SIZE}.")
@@ -188,20 +242,24 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 def method_config(method: str, overrides: dict[str, str]) -> Any:
     """The method's Config dataclass with ``--set`` overrides applied and type-checked."""
+    from pebench.method import METHODS
+
     config_cls = METHODS.get(method).Config
     hints = typing.get_type_hints(config_cls)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    values = {}
-    for key, raw in overrides.items():
-        if key not in fields:
-            valid = ", ".join(sorted(fields)) or "none (this method has no hyperparameters)"
-            raise PebenchError(f"method '{method}' has no hyperparameter '{key}'; valid: {valid} "
-                               "(see 'pebench list methods --verbose').")
-        values[key] = _coerce(method, key, raw, hints[key])
+    _check_option_keys(method, overrides, [f.name for f in dataclasses.fields(config_cls)])
+    values = {key: _coerce(method, key, raw, hints[key]) for key, raw in overrides.items()}
     try:
         return config_cls(**values)
     except (ValueError, TypeError) as exc:
         raise PebenchError(f"invalid hyperparameters for '{method}': {exc}") from exc
+
+
+def _check_option_keys(method: str, overrides: dict[str, str], keys: list[str]) -> None:
+    for key in overrides:
+        if key not in keys:
+            valid = ", ".join(sorted(keys)) or "none (this method has no hyperparameters)"
+            raise PebenchError(f"method '{method}' has no hyperparameter '{key}'; valid: {valid} "
+                               "(see 'pebench list methods --verbose').")
 
 
 def _coerce(method: str, key: str, raw: str, kind: Any) -> Any:

@@ -17,8 +17,7 @@ import torch
 
 from pebench.errors import PebenchError
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
+Precision = Literal["fp32", "bf16", "fp16"]  # pebench.defaults.PRECISIONS
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

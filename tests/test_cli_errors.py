@@ -123,7 +123,7 @@ def test_bad_input_found_in_setup_leaves_no_record(case: str, message: str, tmp_
 
 @pytest.mark.parametrize("where", ["a file", "under a file", "/proc"])
 def test_an_unwritable_output_folder_is_refused_before_training(
-        where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        where: str, tmp_path: Path, isolated_cache: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "some-file.txt"
     file.write_text("not a folder")
@@ -137,7 +137,9 @@ def test_an_unwritable_output_folder_is_refused_before_training(
     assert code == 2 and not trained
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: --out '{out}'") and expected in line, line
-    assert file.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [file]
+    # Nothing written beside the file (the user cache, where the catalog lives, aside).
+    written = sorted(p for p in tmp_path.iterdir() if p != isolated_cache)
+    assert file.read_text() == "not a folder" and written == [file]
 
 
 def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -198,3 +200,37 @@ def test_dataset_constraints_are_checked(tmp_path: Path) -> None:
     with pytest.raises(PebenchError, match="has no labels for task 'normals'; it offers: semseg"):
         RunConfig(**base, data_root=tmp_path, tasks=("normals",)).resolved()
     assert RunConfig(**base, data_root=tmp_path).resolved().tasks == ("semseg",)
+
+
+# Exit code, then the heavy modules imported, of `pebench ARGV` in a fresh process.
+PRECHECK_PROBE = ("import sys\nfrom pebench.cli import main\n"
+                  "sys.argv = ['pebench', *sys.argv[1:]]\n"
+                  "try:\n    main()\nexcept SystemExit as exc:\n"
+                  "    print(exc.code, sorted({'torch', 'timm'} & set(sys.modules)))\n")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--method", "lora-ish"], "unknown method 'lora-ish'. Did you mean 'lora'?"),
+    (["--method", "lora", "--tasks", "semseg,edges"], "unknown task 'edges'"),
+    (["--method", "lora", "--tasks", "depth", "--dataset", "pascal-context"],
+     "dataset 'pascal-context' has no labels for task 'depth'"),
+    (["--method", "lora", "--backbone", "swin-x"], "unknown backbone 'swin-x'"),
+    (["--method", "lora", "--img-size", "102"], "--img-size 102 is not valid for swin-nano"),
+    (["--method", "lora", "--set", "rnk=3"], "method 'lora' has no hyperparameter 'rnk'"),
+    (["--method", "lora", "--steps", "-1"], "--steps must be ≥ 0, got -1"),
+    (["--method", "lora", "--lr", "inf"], "--lr must be a finite positive number"),
+    (["--method", "lora", "--eval-resolution", "native"], "unknown --eval-resolution"),
+])
+def test_bad_names_and_numbers_are_refused_before_torch_is_imported(
+        argv: list[str], message: str, tmp_path: Path) -> None:
+    """Against the catalog of the registries (built once per install; here by the test
+    process, whose registries are loaded), no bad option costs the torch and timm import."""
+    from pebench.catalog import catalog
+
+    catalog()
+    done = subprocess.run([sys.executable, "-c", PRECHECK_PROBE, "run", *argv, "--out",
+                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "2 []", (done.stdout, done.stderr)
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line
+    assert not (tmp_path / "runs").exists()

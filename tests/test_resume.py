@@ -65,11 +65,18 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path: Path,
     assert (tmp_path / record["checkpoint"]).is_file()
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def ignore_sigint() -> None:
+    """What a shell does to a job it starts in the background (``pebench run ... &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(("sig", "code", "background"), [
+    (signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)])
 def test_a_signal_saves_the_state_and_says_how_to_resume(sig: signal.Signals, code: int,
-                                                         tmp_path: Path,
+                                                         background: bool, tmp_path: Path,
                                                          uninterrupted: dict) -> None:
-    process = start([*RUN, "--out", str(tmp_path)])
+    process = start([*RUN, "--out", str(tmp_path)],
+                    preexec_fn=ignore_sigint if background else None)
     wait_for(lambda: state_saved(tmp_path), "the first saved state", process=process)
     process.send_signal(sig)
     _, err = process.communicate(timeout=120)

@@ -36,10 +36,6 @@ class DatasetInfo:
         return self.task_settings.get(task, {}).get(key)
 
 
-# Where the meters see a validation label: at the input size, or at its own (original) size.
-EVAL_RESOLUTIONS = ("input", "original")
-
-
 class DatasetSource(ABC):
     """A registered dataset: its info and a way to build a split."""
 

@@ -120,7 +120,7 @@ def compare(directory: Path, group_by: Sequence[str] = (),
     tasks = frame.tasks
     primary_metrics = frame.primary_metrics()
     shown = [c for c in group_columns
-             if c in group_by or completed[c].astype(str).nunique() > 1]
+             if c in group_by or len(_distinct_texts(completed[c])) > 1]
     if with_published:
         rows.extend(_published_rows())
         table = published.published_table()
@@ -213,11 +213,18 @@ def _row_notes(row: Row, group: pd.DataFrame, group_columns: list[str],
     for column in mixing:
         if column in group_columns:
             continue
-        values = group[column].astype(str).unique().tolist()
+        values = _distinct_texts(group[column])
         if len(values) > 1:
             notes.append(f"{where} averages runs with different {column} "
                          f"({', '.join(values)}); split them with --group-by {column}.")
     return notes
+
+
+def _distinct_texts(column: pd.Series) -> list[str]:
+    """The column's distinct values as text, a missing value as "none", in order of first
+    appearance. Not ``astype(str)``: pandas 3 keeps missing values missing there, so a run
+    without the value would neither count as different nor print."""
+    return list(dict.fromkeys("none" if pd.isna(v) else str(v) for v in column))
 
 
 def _order(row: Row) -> tuple[Any, ...]:

@@ -339,6 +339,23 @@ def test_group_by_splits_rows_and_mixing_is_noted(runs: Path) -> None:
     assert by_rank.shown_columns == ["steps", "method.rank"]
 
 
+def test_runs_without_a_value_count_as_different_and_print_as_none(runs: Path) -> None:
+    """A run on random weights has no weights sha256: it must still be noted as mixing with the
+    embedded-weights runs of its row, and be split apart by --group-by (pandas 3's astype(str)
+    keeps a missing value missing, which once crashed the note and hid the column)."""
+    random_init = record(runs, "lora_r4", 2, 40.0, 22.0, 400_000, 24.0)
+    random_init.weights = {"source": "none", "path": None, "sha256": None}
+    random_init.write(runs)
+    comparison = compare(runs)
+    assert any("lora_r4" in n and f"different weights_sha256 ({SHA}, none)" in n
+               for n in comparison.notes)
+    split = compare(runs, group_by=["weights_sha256"])
+    assert "weights_sha256" in split.shown_columns
+    lora_rows = sorted(str(r.setting["weights_sha256"]) for r in split.ours
+                       if r.method == "lora_r4")
+    assert lora_rows == ["None", SHA]
+
+
 def test_plot_png_and_svg(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                           monkeypatch: pytest.MonkeyPatch) -> None:
     png = tmp_path / "figure.png"

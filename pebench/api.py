@@ -13,9 +13,10 @@ import torch
 from pebench.checkpoint import TrainingState
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS
+from pebench.digest import file_sha256
 from pebench.distributed import broadcast_object, check_divides, joined, ranks_from_environment
 from pebench.errors import PebenchError
-from pebench.execution import Execution, file_sha256, resolve_weights
+from pebench.execution import Execution, resolve_weights
 from pebench.interrupt import RunInterrupted, StopRequest
 from pebench.method import METHODS
 from pebench.model import build_model

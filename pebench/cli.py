@@ -221,13 +221,19 @@ def list_command(
 def pretrain_command(
     backbone: Annotated[str, typer.Option(help="backbone with embedded weights")] = "swin-nano",
     force: Annotated[bool, typer.Option(help="rebuild even if cached")] = False,
+    ship: Annotated[bool, typer.Option(
+        help="also write the build, in fp16, as the weights pebench ships (maintainers, after "
+             "a recipe change)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Build the embedded backbone weights (synthetic pretext task) into the user cache."""
+    """Rebuild the embedded backbone weights from their recipe (synthetic pretext task) into
+    the user cache; runs keep using the shipped weights unless given --weights PATH."""
     import json
 
     from pebench.backbones import BACKBONES
+    from pebench.digest import file_sha256
     from pebench.pretrain import PretrainConfig, embedded_weights_path, pretrain
+    from pebench.pretrain import ship as ship_weights
 
     if not BACKBONES.get(backbone).embedded_weights:
         embedded = [e.name for e in BACKBONES.entries() if e.obj.embedded_weights]
@@ -236,12 +242,16 @@ def pretrain_command(
     config = PretrainConfig(backbone=backbone)
     path = embedded_weights_path(config)
     if path.is_file() and not force:
-        console.print(f"cached: {path}")
-        return
-    path = pretrain(config, show_progress=not quiet)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    accuracy = ", ".join(f"{k} {v:.1f}%" for k, v in meta["heldout_accuracy"].items())
-    console.print(f"wrote {path} in {meta['train_seconds']} s (held-out accuracy: {accuracy})")
+        say(f"cached: {path}")
+    else:
+        path = pretrain(config, show_progress=not quiet)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        accuracy = ", ".join(f"{k} {v:.1f}%" for k, v in meta["heldout_accuracy"].items())
+        say(f"wrote {path} in {meta['train_seconds']} s (held-out accuracy: {accuracy}); "
+            f"use it with --weights {path}")
+    if ship:
+        shipped = ship_weights(path, config)
+        say(f"shipped: {shipped} (sha256 {file_sha256(shipped)})")
 
 
 class ParamsFormat(str, Enum):

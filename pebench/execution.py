@@ -3,7 +3,6 @@ write. Between any two steps it can save its state and stop on request."""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import resource
 import sys
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset
 from pebench.checkpoint import TrainingState, save_trainable_checkpoint, trainable_tensors
 from pebench.config import RunConfig, method_config
 from pebench.data.base import DATASETS, DatasetSource
+from pebench.digest import file_sha256
 from pebench.distributed import SINGLE, Ranks, agree, gather_objects
 from pebench.errors import PebenchError
 from pebench.evaluate import Metrics, evaluate, primary_metrics
@@ -255,16 +255,6 @@ def resolve_weights(config: RunConfig, show_progress: bool) -> Path | None:
     if config.weights == "auto":
         return ensure_embedded_weights(config.backbone, show_progress)
     return Path(config.weights)
-
-
-def file_sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _describe_weights(requested: str, path: Path | None) -> dict[str, object]:

@@ -1,6 +1,5 @@
-"""Shared fixtures. Every test gets its own empty cache directory (XDG_CACHE_HOME), except
-that the embedded swin-nano weights are built once per session in the real user cache (as
-``pebench pretrain`` would) and handed to tests as an explicit file path."""
+"""Shared fixtures. Every test gets its own empty cache directory (XDG_CACHE_HOME); the
+embedded swin-nano weights are the shipped file, handed to tests as an explicit path."""
 
 from __future__ import annotations
 

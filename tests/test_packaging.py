@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from pebench.pretrain import PretrainConfig, weights_file_name
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +33,8 @@ def test_non_editable_install_ships_methods_and_tasks(tmp_path: Path) -> None:
                      "pebench/reference_data/published_pascal_context_swin_t.csv",
                      "pebench/reference_data/README.md",
                      "pebench/data/pascal_context_maps/context_classes.json",
-                     "pebench/data/pascal_context_maps/nyu_classes.json"):
+                     "pebench/data/pascal_context_maps/nyu_classes.json",
+                     f"pebench/embedded_weights/{weights_file_name(PretrainConfig())}"):
         assert expected in names, expected
     assert any(n.endswith("entry_points.txt") for n in names)
 
@@ -49,15 +52,20 @@ def test_non_editable_install_ships_methods_and_tasks(tmp_path: Path) -> None:
              "print(len(rows), sum(not r.consistent for r in rows),"
              " published.published_reference_values()['normals']);"
              "from pebench.data.pascal_context import normals_valid_classes;"
-             "print(len(normals_valid_classes()))")
+             "print(len(normals_valid_classes()));"
+             "from pebench.pretrain import PretrainConfig, shipped_weights_path;"
+             "shipped = shipped_weights_path(PretrainConfig());"
+             "print(shipped if shipped.is_file() else 'missing')")
     result = subprocess.run([sys.executable, "-c", probe, str(target)], cwd=tmp_path,
                             capture_output=True, text=True, check=True, timeout=120)
     lines = result.stdout.strip().splitlines()
-    methods_file, tasks_file, method_names, task_names, table_file, published, normals = lines
+    (methods_file, tasks_file, method_names, task_names, table_file, published, normals,
+     weights) = lines
     assert methods_file.startswith(str(target))
     assert table_file.startswith(str(target)) and Path(table_file).is_file()
     assert published.split() == ["15", "1", "17.97"]  # rows, inconsistent rows, single-task
     assert normals == "170"  # the class maps travel in the wheel as package data
+    assert weights.startswith(str(target))  # so do the embedded weights: no build on first use
     assert tasks_file.startswith(str(target))
     assert {"single-task", "mtl-full", "decoder-only"} <= set(method_names.split(","))
     assert {"semseg", "human_parts", "saliency", "normals", "depth"} <= set(task_names.split(","))

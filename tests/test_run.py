@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import torch
 from conftest import fail_training_at
 from safetensors.torch import load_file
 
-import pebench.pretrain
 from pebench.api import run
 from pebench.config import RunConfig
 from pebench.params import count_parameters
@@ -109,26 +107,6 @@ def test_delta_m_against_single_task_runs_of_the_same_setting(tmp_path: Path) ->
     assert shown.reference.run_ids == (reference["run_id"],)
     different_budget = tiny_run(tmp_path, method="decoder-only", steps=2)
     assert finished_run_delta_m(RunRecord.from_dict(different_budget), tmp_path) is None
-
-
-def test_missing_embedded_weights_are_built_first(tmp_path: Path, isolated_cache: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    quick = functools.partial(pebench.pretrain.PretrainConfig, steps=2, batch_size=2,
-                              img_size=64)
-    monkeypatch.setattr(pebench.pretrain, "PretrainConfig", quick)
-    record = tiny_run(tmp_path, weights="auto", steps=1)
-    (built,) = (isolated_cache / "pebench" / "weights").glob("swin-nano-*.safetensors")
-    assert record["weights"]["source"] == "embedded"
-    assert record["weights"]["path"] == str(built)
-    assert len(record["weights"]["sha256"]) == 64
-
-
-def test_pretraining_is_deterministic(isolated_cache: Path) -> None:
-    config = pebench.pretrain.PretrainConfig(steps=2, batch_size=2, img_size=64)
-    first = pebench.pretrain.pretrain(config, show_progress=False).read_bytes()
-    second = pebench.pretrain.pretrain(config, show_progress=False).read_bytes()
-    assert first == second
-    assert str(isolated_cache) in str(pebench.pretrain.embedded_weights_path(config))
 
 
 def test_parameter_counts_in_the_record_match_the_model(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli
 from safetensors.torch import load_file
 
 import pebench.pretrain
@@ -83,6 +84,21 @@ def test_shipping_a_build_halves_it_and_takes_precedence_over_the_cache(
     assert shipped.stat().st_size < 0.55 * built.stat().st_size
     meta = json.loads(shipped.with_suffix(".json").read_text())
     assert meta["built_sha256"] == file_sha256(built)
+
+
+def test_pretrain_command_builds_into_the_cache_and_ships_on_request(
+        tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(pebench.pretrain, "PretrainConfig", QUICK)
+    monkeypatch.setattr(pebench.pretrain, "SHIPPED_DIR", tmp_path / "shipped")
+    code, out, _ = run_cli(["pretrain", "--quiet"], capsys, monkeypatch)
+    built = pebench.pretrain.embedded_weights_path(QUICK())
+    assert code == 0 and built.is_file() and f"use it with --weights {built}" in out
+    assert not (tmp_path / "shipped").exists()
+    code, out, _ = run_cli(["pretrain", "--ship"], capsys, monkeypatch)
+    shipped = tmp_path / "shipped" / built.name
+    assert code == 0 and f"cached: {built}" in out
+    assert f"shipped: {shipped} (sha256 {file_sha256(shipped)})" in out
 
 
 def test_pretraining_is_deterministic(isolated_cache: Path) -> None:

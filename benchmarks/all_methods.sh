@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Run every registered method on the embedded benchmark with one budget and one seed, then
-# print the comparison table. Extra arguments go to every `pebench run` (e.g. --steps 600).
+# Every registered method on the embedded benchmark with one budget over three seeds (SEEDS,
+# default 0,1,2), untrained runs of the same setting (--steps 0), then the comparison table
+# and the learnability checks (benchmarks/ranking.py, whose exit status this script returns).
+# Extra arguments go to every run (e.g. --steps 600). Finished runs are skipped on a rerun.
 #
 #     bash benchmarks/all_methods.sh OUT_DIR [pebench run options...]
 set -euo pipefail
 out=${1:?usage: bash benchmarks/all_methods.sh OUT_DIR [pebench run options...]}
 shift
-methods=$(python -c "from pebench.method import METHODS; print(' '.join(METHODS.names()))")
-for method in $methods; do
-    TIMEFORMAT="$method: %R s wall"
-    time pebench run --method "$method" --out "$out" --quiet "$@"
-done
+seeds=${SEEDS:-0,1,2}
+frozen=$(python -c "from pebench.bench import baseline; print(baseline('frozen-backbone'))")
+pebench sweep --methods all --seeds "$seeds" --out "$out" "$@"
+# The untrained model (the last --steps wins): one of the floors every task must clear.
+pebench sweep --methods "$frozen" --seeds "$seeds" --out "$out" "$@" --steps 0
 pebench compare --results "$out"
+python "$(dirname "$0")/ranking.py" "$out"

@@ -184,7 +184,6 @@ def ship(built: Path, config: PretrainConfig) -> Path:
     (the build's, plus the dtype and the build's own sha256) beside it; returns its path."""
     state = {k: v.half().contiguous() for k, v in load_file(str(built)).items()}
     path = shipped_weights_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file(state, str(tmp)))
     meta = json.loads(built.with_suffix(".json").read_text())
     meta.update(dtype="float16", built_sha256=file_sha256(built))

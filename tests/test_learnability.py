@@ -1,7 +1,8 @@
 """The embedded benchmark is learnable yet not trivial, at the default budget (300 steps).
 
-These runs take about a minute in all on two CPU cores; they guard the synthetic scenes, the
-pretext weights and the training loop together.
+These runs take about a minute in all on two CPU cores, and rebuilding the embedded weights
+from their recipe about two more; they guard the synthetic scenes, the pretext weights and
+the training loop together.
 
 Margins. Another CPU's float32 kernels round differently, which perturbs a training run about
 as much as another seed does, so every threshold below holds over seeds 0-3 (measured with

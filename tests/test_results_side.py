@@ -17,7 +17,8 @@ from pebench.results import read_record
 
 # Everything `pebench compare` runs, the figure included, and the command line's own module.
 RESULTS_SIDE = ("pebench.cli", "pebench.results", "pebench.runs", "pebench.compare",
-                "pebench.report", "pebench.plot", "pebench.published", "pebench.reference")
+                "pebench.report", "pebench.plot", "pebench.published", "pebench.reference",
+                "pebench.ranking")
 
 
 def four_runs(out: Path, legacy: bool = False) -> Path:

@@ -44,7 +44,7 @@ def main() -> int:
     metrics = comparison.primary_metrics
     constant = constant_primaries(setting["dataset"], setting["tasks"].split(","),
                                   int(setting["img_size"]))
-    floor = floors(_best(untrained, metrics), constant, metrics)
+    floor = floors([*(_means(row) for row in untrained), constant], metrics)
     reference = [e.name for e in METHODS.entries() if e.obj.delta_m_reference]
     report = rank(trained, floor, metrics, baseline("frozen-backbone"),
                   [baseline("full-fine-tuning"), *reference], args.sigmas, args.spare_tasks,
@@ -64,18 +64,8 @@ def main() -> int:
     return 0 if report.held else 1
 
 
-def row_primaries(row: Row) -> dict[str, float]:
+def _means(row: Row) -> dict[str, float]:
     return {task: stat.mean for task, stat in row.metrics.items() if stat is not None}
-
-
-def _best(rows: list[Row], metrics: dict) -> dict[str, float]:
-    """Per task, the best untrained score over the untrained rows (the strictest floor)."""
-    best: dict[str, float] = {}
-    for row in rows:
-        for task, value in row_primaries(row).items():
-            pick = max if metrics[task].higher_is_better else min
-            best[task] = value if task not in best else pick(best[task], value)
-    return best
 
 
 def _split(rows: list[Row]) -> tuple[list[Row], list[Row]]:

@@ -66,13 +66,14 @@ def ahead(value: float, other: float, higher_is_better: bool) -> float:
     return value - other if higher_is_better else other - value
 
 
-def floors(untrained: dict[str, float], constant: dict[str, float],
+def floors(scores: Sequence[dict[str, float]],
            metrics: dict[str, PrimaryMetric]) -> dict[str, float]:
-    """Per task, the better of the untrained model and the best constant prediction."""
+    """Per task, the best of ``scores`` (the untrained runs and the best constant
+    prediction): the strictest floor."""
     best = {}
     for task, metric in metrics.items():
         pick = max if metric.higher_is_better else min
-        best[task] = pick(untrained[task], constant[task])
+        best[task] = pick(score[task] for score in scores)
     return best
 
 

@@ -45,7 +45,7 @@ class ConstantModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         b, _, h, w = images.shape
-        return {task: value.view(1, -1, 1, 1).expand(b, -1, h, w).contiguous()
+        return {task: value.view(1, -1, 1, 1).expand(b, -1, h, w)
                 for task, value in self.outputs.items()}
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every registered method on the embedded benchmark with one budget over three seeds (SEEDS,
-# default 0,1,2), untrained runs of the same setting (--steps 0), then the comparison table
-# and the learnability checks (benchmarks/ranking.py, whose exit status this script returns).
+# default 0,1,2), untrained runs of the same setting (--steps 0; that sweep prints the
+# comparison table of the whole folder), then the learnability checks (benchmarks/ranking.py, whose exit status this script returns).
 # Extra arguments go to every run (e.g. --steps 600). Finished runs are skipped on a rerun.
 #
 #     bash benchmarks/all_methods.sh OUT_DIR [pebench run options...]
@@ -13,5 +13,4 @@ frozen=$(python -c "from pebench.bench import baseline; print(baseline('frozen-b
 pebench sweep --methods all --seeds "$seeds" --out "$out" "$@"
 # The untrained model (the last --steps wins): one of the floors every task must clear.
 pebench sweep --methods "$frozen" --seeds "$seeds" --out "$out" "$@" --steps 0
-pebench compare --results "$out"
 python "$(dirname "$0")/ranking.py" "$out"

@@ -23,9 +23,6 @@ from pebench.errors import PebenchError
 from pebench.method import METHODS
 from pebench.ranking import delta_m_figures, floors, rank
 
-SETTING_WITHOUT_BUDGET = ("dataset", "backbone", "tasks", "img_size", "precision",
-                          "eval_resolution")
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,6 +30,8 @@ def main() -> int:
     parser.add_argument("--sigmas", type=float, default=2.0)
     parser.add_argument("--spare-tasks", type=int, default=1)
     parser.add_argument("--min-relative", type=float, default=0.05)
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="the dataset's folder, for a dataset on disk")
     args = parser.parse_args()
     try:
         comparison = compare(args.results)
@@ -43,7 +42,7 @@ def main() -> int:
     setting = trained[0].setting
     metrics = comparison.primary_metrics
     constant = constant_primaries(setting["dataset"], setting["tasks"].split(","),
-                                  int(setting["img_size"]))
+                                  int(setting["img_size"]), args.data_root)
     floor = floors([*(_means(row) for row in untrained), constant], metrics)
     reference = [e.name for e in METHODS.entries() if e.obj.delta_m_reference]
     report = rank(trained, floor, metrics, baseline("frozen-backbone"),
@@ -76,12 +75,15 @@ def _split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
     if len(settings) != 1:
         raise PebenchError(f"expected the runs of one trained setting, found {len(settings)}; "
                            "give a folder of one budget (benchmarks/all_methods.sh writes one)")
-    same = [r for r in untrained if all(str(r.setting.get(k)) == str(trained[0].setting.get(k))
-                                        for k in SETTING_WITHOUT_BUDGET)]
+    same = [r for r in untrained if _without_budget(r) == _without_budget(trained[0])]
     if not same:
         raise PebenchError("no untrained runs (--steps 0) of the same setting; run e.g. "
                            "'pebench sweep --methods M --steps 0 --seeds 0,1,2 --out DIR'")
     return trained, same
+
+
+def _without_budget(row: Row) -> dict[str, str]:
+    return {k: str(v) for k, v in row.setting.items() if k not in ("steps", "epochs")}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from torch import nn
 from pebench.data.base import DATASETS
 from pebench.evaluate import evaluate, primary_metrics
 from pebench.loaders import eval_loader
+from pebench.primary import registered_primary_metric
+from pebench.ranking import floors
 from pebench.task import get_task
 
 SATURATED_LOGIT = 20.0  # sigmoid(±20) is 1 or 0 to float32 precision
@@ -60,15 +62,13 @@ def constant_primaries(dataset: str, tasks: Sequence[str], img_size: int,
     task_objects = {name: get_task(name) for name in tasks}
     candidates = {name: _candidates(batches, name, task_objects[name].out_channels(info))
                   for name in tasks}
-    best: dict[str, float] = {}
+    scores = []  # one pass per candidate index, over the tasks that have that many
     for index in range(max(len(c) for c in candidates.values())):
-        outputs = {name: c[min(index, len(c) - 1)] for name, c in candidates.items()}
-        metrics = evaluate(ConstantModel(outputs), batches, task_objects, info,  # type: ignore[arg-type]
-                           torch.device("cpu"))
-        for name, value in primary_metrics(metrics, task_objects).items():
-            better = max if task_objects[name].higher_is_better else min
-            best[name] = value if name not in best else better(best[name], value)
-    return best
+        active = {name: task_objects[name] for name, c in candidates.items() if index < len(c)}
+        model = ConstantModel({name: candidates[name][index] for name in active})
+        metrics = evaluate(model, batches, active, info, torch.device("cpu"))  # type: ignore[arg-type]
+        scores.append(primary_metrics(metrics, active))
+    return floors(scores, {name: registered_primary_metric(name) for name in tasks})
 
 
 def _candidates(batches: list[dict[str, Any]], task: str, channels: int) -> list[torch.Tensor]:

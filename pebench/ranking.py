@@ -68,12 +68,12 @@ def ahead(value: float, other: float, higher_is_better: bool) -> float:
 
 def floors(scores: Sequence[dict[str, float]],
            metrics: dict[str, PrimaryMetric]) -> dict[str, float]:
-    """Per task, the best of ``scores`` (the untrained runs and the best constant
-    prediction): the strictest floor."""
+    """Per task, the best of ``scores`` that score it (the untrained runs and the constant
+    predictions): the strictest floor."""
     best = {}
     for task, metric in metrics.items():
         pick = max if metric.higher_is_better else min
-        best[task] = pick(score[task] for score in scores)
+        best[task] = pick(score[task] for score in scores if task in score)
     return best
 
 

@@ -73,7 +73,10 @@ Details the papers at hand leave open, chosen here and exposed as hyperparameter
   Lite 35.31 / 35.59 / 35.73 and 42.44 / 42.58 / 42.53 (normals 21.29° / 21.27° / 21.41°),
   Polyhistor 34.77 / 34.70 / 35.82 and 43.92 / 42.74 / 43.37 (normals 21.84° / 21.52° /
   32.51°: seed 2's normals stay unstable; at 3e-4 they are 26.17° and semseg falls to
-  33.32 / 33.22 / 30.75).
+  33.32 / 33.22 / 30.75). On the scenes with people standing head up (same day), 5e-4 did not
+  save Polyhistor's seed 2 (semseg 8.32, saliency 0.00, normals 145.24°: the constant
+  prediction again); Lite's seeds 0-2 learn (semseg 29.51 / 29.07 / 27.80), seed 2's normals
+  end at 22.72°. A stable default for both is open (issue 14).
 
 All generators are ``PrefixGenerator``s: one linear layer per method, its rows held in blocks
 so that a narrow stage's prefix is computed without touching the rows only wider stages read.

@@ -21,7 +21,9 @@ from pebench.data.scenes import (
     IGNORE,
     NUM_PART_CLASSES,
     NUM_SEMSEG_CLASSES,
+    PART_NAMES,
     PERSON_CLASS,
+    PERSON_PROBABILITY,
     generate_scene,
 )
 from pebench.data.synthetic import TRAIN_SIZE, VAL_SIZE, SyntheticScenes, SyntheticSource
@@ -272,7 +274,20 @@ def test_human_parts_agree_with_person_pixels() -> None:
             assert torch.equal(parts > 0, person)
         else:
             assert bool((parts == IGNORE).all())
-    assert 0.3 * n <= with_person <= 0.7 * n
+    assert abs(with_person - PERSON_PROBABILITY * n) <= 0.1 * n  # 4 binomial std
+
+
+def test_people_stand_head_up() -> None:
+    """Every visible person's head lies above (smaller y than) its lower legs."""
+    checked = 0
+    for i in range(100):
+        parts = generate_scene(np.random.default_rng([0, 0, i]), 64).human_parts
+        head_rows = np.nonzero(parts == PART_NAMES.index("head"))[0]
+        feet_rows = np.nonzero(parts == PART_NAMES.index("lower_leg"))[0]
+        if head_rows.size and feet_rows.size:
+            checked += 1
+            assert head_rows.mean() < feet_rows.mean(), i
+    assert checked >= 50
 
 
 def test_every_class_and_part_occurs_in_val() -> None:

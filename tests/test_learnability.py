@@ -45,6 +45,7 @@ import pytest
 from pebench.api import run
 from pebench.config import RunConfig
 from pebench.constant_baseline import constant_primaries
+from pebench.data.base import DATASETS
 from pebench.pretrain import PretrainConfig, pretrain
 from pebench.primary import delta_m
 from pebench.ranking import ahead
@@ -85,7 +86,8 @@ def test_every_task_is_learned_beyond_the_untrained_model_and_the_best_constant(
         primaries: dict) -> None:
     """The floors of ``benchmarks/ranking.py``: the untrained model and each task's best
     constant prediction on the validation split, whichever scores better."""
-    constant = constant_primaries("synthetic", TASKS, 96)
+    default_size = DATASETS.get("synthetic").info.default_img_size  # the runs' size
+    constant = constant_primaries("synthetic", TASKS, default_size)
     trained, untrained = primaries["full"], primaries["untrained"]
     for task in TASKS:
         higher = HIGHER[task]

@@ -81,9 +81,7 @@ def test_published_setting_counts() -> None:
 def test_adapters_are_the_identity_at_initialisation(method: str, execution: str) -> None:
     # float64: the adapted and the frozen pass differ only by rounding (~1e-16 relative), so
     # 1e-12 holds on any CPU's kernels while any non-zero adapter output would show.
-    # Hyperformer starts as released (small generators, not zero) unless asked otherwise.
-    overrides = {"identity_init": "true"} if method == "hyperformer" else {}
-    model = build(method, execution=execution, **overrides).double().eval()
+    model = build(method, execution=execution).double().eval()
     images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         model.prepare()
@@ -94,11 +92,11 @@ def test_adapters_are_the_identity_at_initialisation(method: str, execution: str
             torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
 
 
-def test_hyperformer_starts_as_the_released_code_does() -> None:
+def test_hyperformer_starts_as_the_released_code_does_with_identity_init_false() -> None:
     """Task projector to 64 with a layer norm (eps 1e-6) on z; every linear N(0, 0.01²) with
     zero biases; so the generated adapters start small but not at zero."""
     torch.manual_seed(0)
-    model = build("hyperformer", PASCAL, "swin-t", 224)
+    model = build("hyperformer", PASCAL, "swin-t", 224, identity_init="false")
     projector = model.method.conditioning.projector
     norm = projector[3]
     assert isinstance(norm, torch.nn.LayerNorm) and norm.eps == 1e-6
@@ -114,6 +112,24 @@ def test_hyperformer_starts_as_the_released_code_does() -> None:
     # z is layer-normed (unit variance), so a generated entry is N(0, 64 · 0.01²).
     spread = torch.cat([u.flatten() for u in ups]).std().item()
     assert 0.07 < spread < 0.09
+
+
+@pytest.mark.parametrize(("method", "std"), [("polyhistor", 0.01), ("polyhistor-lite", None)])
+def test_polyhistor_generators_start_at_their_documented_initialisation(
+        method: str, std: float | None) -> None:
+    """Polyhistor: N(0, 0.01²) (PyTorch's default let a seed collapse); Lite: PyTorch's
+    default, uniform in ±1/√in (methods/hypernetworks.py). The up-projection columns start
+    at zero either way (identity_init)."""
+    model = build(method)
+    generators = model.method.generators if method == "polyhistor" else model.method.templates
+    projector = model.method.conditioning.projector
+    drawn = [projector[0].weight.T, projector[2].weight.T]  # (in, out), as the generators
+    drawn += [w[:, w.abs().amax(0) > 0] for w in generators.weights]
+    for weight in drawn:
+        bound = weight.shape[0] ** -0.5
+        expected = bound / 3 ** 0.5 if std is None else std  # uniform(±b): std b/√3
+        assert abs(weight.std().item() / expected - 1) < 0.05
+        assert std is not None or weight.abs().max() <= bound
 
 
 @pytest.mark.parametrize("method", HYPER)

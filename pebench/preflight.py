@@ -24,9 +24,7 @@ def check_output_dir(out: Path) -> None:
         where = "is a file" if existing == out else f"is under '{existing}', which is a file"
         raise PebenchError(f"--out '{out}' {where}; give a directory for the run records.")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        _probe(out)
     except OSError as exc:
         raise PebenchError(f"--out '{out}' cannot be written ({exc.strerror or exc}); give a "
                            "writable directory.") from None
@@ -34,6 +32,22 @@ def check_output_dir(out: Path) -> None:
         for folder in made:  # deepest first
             with contextlib.suppress(OSError):  # not empty: someone else's now
                 folder.rmdir()
+
+
+def _probe(out: Path, attempts: int = 3) -> None:
+    """Make ``out`` and write a temporary file in it. Runs started together (a sweep's jobs)
+    check the same new folder, and one's clean-up may remove it between another's mkdir and
+    its probe: a folder that vanished is made again."""
+    for _ in range(attempts - 1):
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryFile(dir=out):
+                return
+        except FileNotFoundError:
+            continue
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+        return
 
 
 def resolve_device(name: str) -> torch.device:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from pebench.defaults import PEFT_LR
 from pebench.method import Method, TaskFeatures, register_method
 from pebench.params import ENCODER_TASK_SPECIFIC
 
@@ -70,6 +71,8 @@ class DecoderOnly(Method):
     description = "frozen encoder, only the per-task decoders train"
     published_name = "Fine-tuning decoders only"
     bench_baseline = "frozen-backbone"
+    # The parameter-efficient methods' rate: their decoders train as the frozen backbone's do.
+    default_lr = PEFT_LR
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         return encoder

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from pebench.defaults import PEFT_LR
 from pebench.errors import MissingDependency, PebenchError
 from pebench.method import Execution, Method, TaskFeatures, per_task, register_method
 from pebench.options import option
@@ -118,6 +119,7 @@ class PeftTuner(Method):
     description = ("any Hugging Face PEFT tuner from --set config=FILE.json (default LoRA r=4 "
                    "on qkv), shared or one adapter per task")
     Config: ClassVar[type] = PeftMethodConfig
+    default_lr = PEFT_LR
 
     @property
     def task_specific_encoder(self) -> bool:

@@ -29,6 +29,7 @@ from pebench.defaults import (
     DEFAULT_CHECKPOINT_MINUTES,
     DEFAULT_LR,
     DEFAULT_STEPS,
+    PEFT_LR,
 )
 from pebench.errors import PebenchError
 from pebench.interrupt import RunInterrupted, signal_exit_code
@@ -67,7 +68,8 @@ def run_command(
     eval_batch_size: Annotated[int | None, typer.Option(
         help="images per evaluation batch (default: --batch-size)")] = None,
     lr: Annotated[float | None, typer.Option(
-        help=f"peak learning rate (AdamW; default: the method's, {DEFAULT_LR:g} for most)")]
+        help=f"peak learning rate (AdamW; default: the method's, {PEFT_LR:g} for the "
+             f"parameter-efficient ones, {DEFAULT_LR:g} for full fine-tuning)")]
         = None,
     seed: Annotated[int, typer.Option(help="seed of initialisation and data order")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",

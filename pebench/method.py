@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from pebench.defaults import PEFT_LR
 from pebench.options import option
 from pebench.registry import Registry
 from pebench.task_context import TaskContext, split_task_major
@@ -59,9 +60,10 @@ class Method(nn.Module):
     # (nothing in the encoder trains) or "full-fine-tuning" (the shared encoder trains whole);
     # one registered method plays each.
     bench_baseline: ClassVar[BenchBaseline | None] = None
-    # The method's own peak learning rate where its authors' recipe sets one that the
-    # harness default (pebench.defaults.DEFAULT_LR) would break; --lr overrides it and the
-    # run records the rate it trained with.
+    # The method's own peak learning rate, where its authors' recipe sets one that the
+    # harness default (pebench.defaults.DEFAULT_LR) would break or its family trains at
+    # another (pebench.defaults.PEFT_LR); --lr overrides it and the run records the rate it
+    # trained with.
     default_lr: ClassVar[float | None] = None
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
@@ -142,6 +144,9 @@ class SharableMethod(Method):
     ``--set shared=true``. Its Config derives from SharingConfig."""
 
     Config: ClassVar[type] = SharingConfig
+    # Every sharable method is a parameter-efficient one (BitFit, LoRA, the adapters, the PHM
+    # family, VPT).
+    default_lr = PEFT_LR
 
     @property
     def task_specific_encoder(self) -> bool:

@@ -239,18 +239,3 @@ def test_paired_decomposition_emits_one_low_rank_w_of_both_weights(decomposition
     joined = torch.cat([down, up.T], dim=1)
     assert joined.shape == (32, 32)
     assert int(torch.linalg.matrix_rank(joined)) == rank_bound
-
-
-def test_each_hypernetwork_method_trains_at_its_own_learning_rate() -> None:
-    """A method's own default rate (Hyperformer's released 3e-4; Polyhistor's and Lite's 5e-4,
-    which collapsed fewer seeds than 1e-3: methods/hypernetworks.py), unless --lr gives one;
-    the record keeps the rate used."""
-    from pebench.config import RunConfig
-    from pebench.defaults import DEFAULT_LR
-
-    assert RunConfig(method="hyperformer").resolved().lr == 3e-4
-    assert RunConfig(method="polyhistor-lite").resolved().lr == 5e-4
-    assert RunConfig(method="polyhistor").resolved().lr == 5e-4
-    assert RunConfig(method="adapter").resolved().lr == DEFAULT_LR == 1e-3
-    assert RunConfig(method="hyperformer", lr=5e-4).resolved().lr == 5e-4
-    assert RunConfig(method="polyhistor-lite", lr=1e-3).resolved().lr == 1e-3

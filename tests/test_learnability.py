@@ -16,15 +16,22 @@ quantity (``mtl-full`` = full, seeds 0-2)   measured           threshold
 ==========================================  =================  =========
 semseg full - floor                         27.84 - 29.76      > 15
 human parts full - floor                    8.30 - 12.04       > 4
-saliency full - floor                       25.24 - 26.40      > 15
+saliency full - floor                       25.24 - 26.41      > 15
 normals floor - full                        0.96° - 1.05°      > 0.5°
-semseg full - frozen                        7.58 - 10.09       > 4
-human parts full - frozen                   7.21 - 11.06       > 4
-saliency full - frozen                      1.35 - 3.03        > 0.5
-normals frozen - full                       0.62° - 0.69°      > 0.3°
-Δm(frozen pretext, frozen random)           3.83 - 7.12 %      > 1 %
-|Δm(rebuilt) - Δm(shipped)|                 (see below)        < 2 %
+semseg full - frozen                        6.19 - 8.46        > 4
+human parts full - frozen                   7.25 - 11.03       > 4
+saliency full - frozen                      1.74 - 3.04        > 0.5
+normals frozen - full                       0.65° - 0.70°      > 0.3°
+Δm(frozen pretext, frozen random), 1e-3     3.83 - 7.12 %      > 1 %
+|Δm(rebuilt) - Δm(shipped)|, 1e-3           (see below)        < 2 %
 ==========================================  =================  =========
+
+The frozen backbone trains at its default rate (1e-2, ``pebench.defaults.PEFT_LR``) in the
+checks against full fine-tuning, and at ``TRANSFER_LR`` = 1e-3 in the transfer checks: at
+1e-2 its decoders learn from random features as well as from the pretext weights (Δm of the
+pretext weights over random ones +1.17, -1.73, -0.88 % for seeds 0-2; random weights score
+higher on human parts and normals, the pretext ones on semseg and saliency), so no margin
+there could tell a poor rebuild from a good one.
 
 Against random weights, the fp32 build on this machine and the shipped fp16 file differ by
 the fp16 rounding only (Δm 6.98 % and 7.05 %, seed 0, on the scenes before people stood
@@ -57,6 +64,7 @@ HIGHER = {t: get_task(t).higher_is_better for t in TASKS}
 # module docstring has the seed-to-seed figures each margin was chosen from.
 OVER_THE_FLOORS = {"semseg": 15.0, "human_parts": 4.0, "saliency": 15.0, "normals": 0.5}
 OVER_A_FROZEN_BACKBONE = {"semseg": 4.0, "human_parts": 4.0, "saliency": 0.5, "normals": 0.3}
+TRANSFER_LR = 1e-3  # the frozen backbone's rate in the transfer checks (module doc)
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +82,13 @@ def primaries(nano_weights: Path, rebuilt_weights: Path,
     settings = {
         "untrained": RunConfig(method="mtl-full", steps=0, weights=str(nano_weights), out=out),
         "frozen": RunConfig(method="decoder-only", weights=str(nano_weights), out=out),
-        "frozen-rebuilt": RunConfig(method="decoder-only", weights=str(rebuilt_weights),
-                                    out=out),
-        "frozen-random": RunConfig(method="decoder-only", weights="none", out=out),
+        # The transfer checks, at the rate where the weights matter (module doc).
+        "transfer-shipped": RunConfig(method="decoder-only", weights=str(nano_weights),
+                                      lr=TRANSFER_LR, out=out),
+        "transfer-rebuilt": RunConfig(method="decoder-only", weights=str(rebuilt_weights),
+                                      lr=TRANSFER_LR, out=out),
+        "transfer-random": RunConfig(method="decoder-only", weights="none", lr=TRANSFER_LR,
+                                     out=out),
         "full": RunConfig(method="mtl-full", weights=str(nano_weights), out=out),
     }
     return {name: run(config, show_progress=False).primary for name, config in settings.items()}
@@ -104,12 +116,13 @@ def test_full_fine_tuning_beats_a_frozen_backbone_on_every_task(primaries: dict)
 
 
 def test_pretext_weights_beat_random_weights_for_a_frozen_backbone(primaries: dict) -> None:
-    assert delta_m(primaries["frozen"], primaries["frozen-random"], HIGHER) > 1.0, primaries
+    assert delta_m(primaries["transfer-shipped"], primaries["transfer-random"], HIGHER) > 1.0, \
+        primaries
 
 
 def test_rebuilt_weights_transfer_as_well_as_the_shipped_ones(primaries: dict) -> None:
     """Not bit-identical (another CPU rounds the pretraining differently), but as useful: a
     frozen backbone on a fresh rebuild beats random weights by the shipped file's margin."""
-    shipped = delta_m(primaries["frozen"], primaries["frozen-random"], HIGHER)
-    rebuilt = delta_m(primaries["frozen-rebuilt"], primaries["frozen-random"], HIGHER)
+    shipped = delta_m(primaries["transfer-shipped"], primaries["transfer-random"], HIGHER)
+    rebuilt = delta_m(primaries["transfer-rebuilt"], primaries["transfer-random"], HIGHER)
     assert rebuilt > 1.0 and abs(rebuilt - shipped) < 2.0, (shipped, rebuilt, primaries)

@@ -38,16 +38,14 @@ def _probe(out: Path, attempts: int = 3) -> None:
     """Make ``out`` and write a temporary file in it. Runs started together (a sweep's jobs)
     check the same new folder, and one's clean-up may remove it between another's mkdir and
     its probe: a folder that vanished is made again."""
-    for _ in range(attempts - 1):
+    for attempt in range(attempts):
         out.mkdir(parents=True, exist_ok=True)
         try:
             with tempfile.TemporaryFile(dir=out):
                 return
         except FileNotFoundError:
-            continue
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out):
-        return
+            if attempt == attempts - 1:
+                raise
 
 
 def resolve_device(name: str) -> torch.device:

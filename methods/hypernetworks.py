@@ -179,7 +179,8 @@ class PolyhistorConfig(HyperformerConfig):
 @dataclass
 class PolyhistorLiteConfig(PolyhistorConfig):
     # PyTorch's default initialisation: Lite's generators emit only the first stage's small
-    # template, and N(0, 0.01²) cost it accuracy without a seed to rescue (module doc).
+    # template, no seed of Lite collapsed with it, and N(0, 0.01²) cost it accuracy (module
+    # doc).
     init_std: float = 0.0
 
 

@@ -71,6 +71,9 @@ def run_command(
         help=f"peak learning rate (AdamW; default: the method's, {PEFT_LR:g} for the "
              f"parameter-efficient ones, {DEFAULT_LR:g} for full fine-tuning)")]
         = None,
+    decoder_lr: Annotated[float | None, typer.Option(
+        help="peak learning rate of the task decoders (default: the method's; --lr, but "
+             f"{PEFT_LR:g} for the hypernetwork methods)")] = None,
     seed: Annotated[int, typer.Option(help="seed of initialisation and data order")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     out: Annotated[Path, typer.Option(help="directory for the run record")] = Path("results/runs"),
@@ -121,7 +124,7 @@ def run_command(
                 method=method, tasks=split_list(tasks), dataset=dataset, data_root=data_root,
                 backbone=backbone, weights=weights, img_size=img_size, steps=steps,
                 epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
-                seed=seed, device=device, out=out,
+                decoder_lr=decoder_lr, seed=seed, device=device, out=out,
                 eval_every=eval_every, eval_resolution=eval_resolution,
                 method_overrides=overrides,
                 checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
@@ -140,8 +143,8 @@ def run_command(
 # must repeat the interrupted run's setting (the device, the checkpoint cadence and the loader
 # workers may change).
 _RUN_FIELDS = ("method", "tasks", "dataset", "data_root", "backbone", "weights", "img_size",
-               "steps", "epochs", "batch_size", "eval_batch_size", "lr", "seed", "device",
-               "eval_every", "eval_resolution", "checkpoint_every", "checkpoint_minutes",
+               "steps", "epochs", "batch_size", "eval_batch_size", "lr", "decoder_lr", "seed",
+               "device", "eval_every", "eval_resolution", "checkpoint_every", "checkpoint_minutes",
                "precision", "compile", "workers")
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pebench.console import note, print_comparison, say, split_list
-from pebench.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_LR
+from pebench.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_LR, PEFT_LR
 from pebench.errors import MissingDependency, PebenchError, first_line
 
 
@@ -35,8 +35,10 @@ def sweep_command(
     eval_batch_size: Annotated[int | None, typer.Option(
         help="images per evaluation batch (default: --batch-size)")] = None,
     lr: Annotated[float | None, typer.Option(
-        help=f"peak learning rate (AdamW; default: each method's, {DEFAULT_LR:g} for most)")]
-        = None,
+        help=f"peak learning rate (AdamW; default: each method's, {PEFT_LR:g} for the "
+             f"parameter-efficient ones, {DEFAULT_LR:g} for full fine-tuning)")] = None,
+    decoder_lr: Annotated[float | None, typer.Option(
+        help="peak learning rate of the task decoders (default: each method's)")] = None,
     eval_every: Annotated[int, typer.Option(help="also evaluate every N steps")] = 0,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="a hyperparameter axis method.key=v1,v2 (repeatable)")] = None,
@@ -105,7 +107,8 @@ def sweep_command(
         data_root=data_root.resolve() if data_root else None, backbone=backbone,
         weights=weights if weights in ("auto", "none") else str(Path(weights).resolve()),
         img_size=img_size, steps=steps, epochs=epochs, batch_size=batch_size,
-        eval_batch_size=eval_batch_size, lr=lr, eval_every=eval_every, device=device, out=out,
+        eval_batch_size=eval_batch_size, lr=lr, decoder_lr=decoder_lr, eval_every=eval_every,
+        device=device, out=out,
         checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
         precision=precision, compile=compile, workers=workers)
     axes = parse_set_axes(set_ or [])

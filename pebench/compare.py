@@ -33,8 +33,8 @@ from pebench.runs import METHOD_PREFIX, PRIMARY_PREFIX, RunFrame, Skipped, load_
 SETTING_COLUMNS = ("dataset", "backbone", "tasks", "img_size", "steps", "precision",
                    "compile", "eval_resolution")
 # Runs differing in these are averaged together unless --group-by splits them, with a note.
-MIXING_COLUMNS = ("batch_size", "lr", "weight_decay", "warmup_fraction", "clip_grad_norm",
-                  "weights_sha256", "epochs")
+MIXING_COLUMNS = ("batch_size", "lr", "decoder_lr", "weight_decay", "warmup_fraction",
+                  "clip_grad_norm", "weights_sha256", "epochs")
 
 
 @dataclass(frozen=True)

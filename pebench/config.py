@@ -20,6 +20,7 @@ from pebench.defaults import (
     PRECISIONS,
 )
 from pebench.errors import PebenchError, unknown_name
+from pebench.settings import with_later_fields
 
 if TYPE_CHECKING:
     from pebench.data.base import DatasetInfo
@@ -50,6 +51,7 @@ class RunConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     eval_batch_size: int | None = None  # None: batch_size
     lr: float | None = None  # None: the method's default_lr, else DEFAULT_LR
+    decoder_lr: float | None = None  # None: the method's decoder_lr, else lr
     weight_decay: float = 0.05
     warmup_fraction: float = 0.05
     clip_grad_norm: float = 5.0
@@ -75,7 +77,7 @@ class RunConfig:
     def from_record(cls, config: dict[str, Any]) -> RunConfig:
         """The config a run record stores (``RunRecord.config``), as a RunConfig again."""
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in config.items() if k in known}
+        values = {k: v for k, v in with_later_fields(config).items() if k in known}
         values["tasks"] = tuple(values["tasks"]) if values.get("tasks") is not None else None
         for key in ("data_root", "out"):
             if values.get(key) is not None:
@@ -134,11 +136,13 @@ class RunConfig:
         img_size = info.default_img_size if self.img_size is None else self.img_size
         check_img_size(self.backbone, img_size)
         self._check_numbers()
-        lr = self.lr if self.lr is not None else METHODS.get(self.method).default_lr or DEFAULT_LR
+        method = METHODS.get(self.method)
+        lr = self.lr if self.lr is not None else method.default_lr or DEFAULT_LR
+        decoder_lr = self.decoder_lr if self.decoder_lr is not None else method.decoder_lr or lr
         steps = self.steps if self.steps is not None or self.epochs is not None else DEFAULT_STEPS
         method_config(self.method, self.method_overrides)  # fails early on a bad --set
         return dataclasses.replace(self, tasks=tuple(tasks), img_size=img_size, steps=steps,
-                                   lr=lr)
+                                   lr=lr, decoder_lr=decoder_lr)
 
     def _chosen_tasks(self, offered: Sequence[str],
                       defaults: Sequence[str]) -> tuple[str, ...]:
@@ -167,8 +171,9 @@ class RunConfig:
         if self.seed > MAX_SEED:
             raise PebenchError(f"--seed must be ≤ {MAX_SEED} (numpy's seed range), "
                                f"got {self.seed}.")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise PebenchError(f"--lr must be a finite positive number, got {self.lr}.")
+        for flag, rate in (("--lr", self.lr), ("--decoder-lr", self.decoder_lr)):
+            if rate is not None and not (rate > 0 and math.isfinite(rate)):
+                raise PebenchError(f"{flag} must be a finite positive number, got {rate}.")
         if not (self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes)):
             raise PebenchError("--checkpoint-minutes must be a finite number ≥ 0, got "
                                f"{self.checkpoint_minutes}.")

@@ -115,7 +115,7 @@ class Execution:
             self.weights).to(self.device)
         record.params = count_parameters(self.model).as_dict()
         optim = OptimConfig(config.lr, config.weight_decay, config.warmup_fraction,
-                            config.clip_grad_norm)
+                            config.clip_grad_norm, config.decoder_lr)
         self.trainer = Trainer(self.model, self.tasks, steps, optim, self.device,
                                config.precision, config.compile, self.ranks)
         if self.state is not None:

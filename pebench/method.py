@@ -65,6 +65,12 @@ class Method(nn.Module):
     # another (pebench.defaults.PEFT_LR); --lr overrides it and the run records the rate it
     # trained with.
     default_lr: ClassVar[float | None] = None
+    # The task decoders' peak learning rate where it differs from the method's (None: the
+    # method's): a method whose own rate is low for what it trains (a hypernetwork) would
+    # otherwise leave its decoders behind the frozen backbone's, and its gain over the frozen
+    # backbone would be a decoder rate, not its encoder. --decoder-lr overrides it; the run
+    # records the rate its decoders trained with.
+    decoder_lr: ClassVar[float | None] = None
 
     def __init__(self, config: Any, tasks: tuple[str, ...]) -> None:
         super().__init__()

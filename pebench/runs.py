@@ -19,6 +19,7 @@ import pandas as pd
 from pebench.errors import PebenchError
 from pebench.primary import PrimaryMetric
 from pebench.results import RunRecord, read_record
+from pebench.settings import with_later_fields
 
 METHOD_PREFIX = "method."  # method hyperparameters become columns "method.<name>"
 PRIMARY_PREFIX = "primary."  # each task's primary metric: "primary.<task>"
@@ -162,7 +163,7 @@ def _row(record: RunRecord, path: Path) -> dict[str, Any]:
         "compile": bool(record.config.get("compile", False)),
         "eval_resolution": record.eval_resolution,
     }
-    for key, value in record.config.items():
+    for key, value in with_later_fields(record.config).items():
         if key not in row and key not in ("out", "method_overrides"):
             row[key] = _scalar(value)
     for key, value in record.method_config.items():

@@ -40,20 +40,25 @@ def is_decayed(module: nn.Module, name: str, param: nn.Parameter) -> bool:
     return name not in getattr(module, "no_weight_decay", ())
 
 
-def adamw(model: nn.Module, lr: float, weight_decay: float,
-          fused: bool = False) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, decayed by role (``is_decayed``).
+def adamw(model: nn.Module, lr: float, weight_decay: float, fused: bool = False,
+          rates: dict[nn.Module, float] | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, decayed by role (``is_decayed``), at ``lr`` but
+    for the parameters of the submodules in ``rates`` (the decoders), at theirs.
 
     ``fused`` updates every parameter in one kernel per step instead of several per
     parameter (issue 11's profile put the per-parameter loop at ~15% of a full fine-tuning
     step on a CPU). Pretraining keeps the per-parameter loop: its output is the cached
     embedded backbone, which must not change with this choice."""
-    decay, no_decay = [], []
+    rate_of = {id(p): rate for sub, rate in (rates or {}).items() for p in sub.parameters()}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if param.requires_grad:
-                (decay if is_decayed(module, name, param) else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr,
-                             fused=True if fused else None)
+                key = (rate_of.get(id(param), lr), is_decayed(module, name, param))
+                groups.setdefault(key, []).append(param)
+    # The groups at ``lr`` first, decayed before not: with one rate, the two groups of the
+    # optimiser states saved before ``rates`` existed, in their order.
+    order = sorted(groups, key=lambda key: (key[0] != lr, not key[1]))
+    return torch.optim.AdamW(
+        [{"params": groups[key], "lr": key[0], "weight_decay": weight_decay if key[1] else 0.0}
+         for key in order], lr=lr, fused=True if fused else None)

@@ -38,9 +38,15 @@ def jsonable(value: Any) -> Any:
 LATER_FIELDS = {"eval_resolution": "input"}
 
 
+def with_later_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``config`` with the fields added since it was written, as its run had them:
+    the ``LATER_FIELDS``, and ``decoder_lr``, which was the run's ``lr``."""
+    return {**LATER_FIELDS, "decoder_lr": config.get("lr"), **config}
+
+
 def setting(config: dict[str, Any], method_config: dict[str, Any]) -> dict[str, Any]:
     """The setting of a run from its record's ``config`` and ``method_config``."""
-    values = {**LATER_FIELDS, **{k: v for k, v in config.items() if k not in NOT_SETTINGS}}
+    values = {k: v for k, v in with_later_fields(config).items() if k not in NOT_SETTINGS}
     values.update({METHOD_PREFIX + k: v for k, v in method_config.items()})
     return jsonable(values)
 

@@ -159,7 +159,8 @@ def run_arguments(config: RunConfig) -> list[str]:
     """The ``pebench run`` flags that reproduce a resolved config."""
     args = ["--method", config.method, "--dataset", config.dataset, "--backbone",
             config.backbone, "--weights", config.weights, "--batch-size", str(config.batch_size),
-            "--lr", repr(config.lr), "--seed", str(config.seed), "--device", config.device,
+            "--lr", repr(config.lr), "--decoder-lr", repr(config.decoder_lr),
+            "--seed", str(config.seed), "--device", config.device,
             "--out", str(config.out), "--eval-every", str(config.eval_every),
             "--checkpoint-every", str(config.checkpoint_every),
             "--checkpoint-minutes", repr(config.checkpoint_minutes),

@@ -27,6 +27,7 @@ class OptimConfig:
     weight_decay: float
     warmup_fraction: float
     clip_grad_norm: float
+    decoder_lr: float | None = None  # None: lr
 
 
 class Trainer:
@@ -44,7 +45,8 @@ class Trainer:
         self.ranks = ranks
         self.total_steps = total_steps
         self.clip_grad_norm = optim.clip_grad_norm
-        self.optimizer = adamw(model, optim.lr, optim.weight_decay, fused=True)
+        self.optimizer = adamw(model, optim.lr, optim.weight_decay, fused=True,
+                               rates={model.decoders: optim.decoder_lr or optim.lr})
         warmup = round(optim.warmup_fraction * total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(total_steps, warmup))

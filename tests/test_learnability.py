@@ -8,39 +8,42 @@ Margins. Another CPU's float32 kernels round differently, which perturbs a train
 as much as another seed does, so every threshold below holds over seeds 0-2 (measured with
 ``benchmarks/all_methods.sh``, 2026-12-03), not only for the seed 0 the tests run. The floors
 are the better of the untrained model and each task's best constant prediction
-(``pebench.constant_baseline``: semseg 8.32, human parts 10.40, saliency 15.23, normals
-20.97°; the untrained model scores lower on every task):
+(``pebench.constant_baseline``: semseg 8.32, human parts 10.68, saliency 13.92, normals
+26.06°; the untrained model scores lower on every task):
 
 ==========================================  =================  =========
 quantity (``mtl-full`` = full, seeds 0-2)   measured           threshold
 ==========================================  =================  =========
-semseg full - floor                         27.84 - 29.76      > 15
-human parts full - floor                    8.30 - 12.04       > 4
-saliency full - floor                       25.24 - 26.41      > 15
-normals floor - full                        0.96° - 1.05°      > 0.5°
-semseg full - frozen                        6.19 - 8.46        > 4
-human parts full - frozen                   7.25 - 11.03       > 4
-saliency full - frozen                      1.74 - 3.04        > 0.5
-normals frozen - full                       0.65° - 0.70°      > 0.3°
-Δm(frozen pretext, frozen random), 1e-3     3.83 - 7.12 %      > 1 %
-|Δm(rebuilt) - Δm(shipped)|, 1e-3           (see below)        < 2 %
+semseg full - floor                         31.20 - 32.12      > 15
+human parts full - floor                    12.57 - 13.59      > 6
+saliency full - floor                       24.14 - 25.15      > 15
+normals floor - full                        5.94° - 6.33°      > 3°
+semseg full - frozen                        7.13 - 11.48       > 4
+human parts full - frozen                   10.15 - 11.29      > 5
+saliency full - frozen                      2.35 - 3.39        > 1
+normals frozen - full                       3.23° - 3.46°      > 1.5°
+Δm(frozen pretext, frozen random), 1e-3     1.63 - 7.99 %      > 1 %
+|Δm(rebuilt) - Δm(shipped)|, 1e-3           (see below)        < 3 %
 ==========================================  =================  =========
 
 The frozen backbone trains at its default rate (1e-2, ``pebench.defaults.PEFT_LR``) in the
 checks against full fine-tuning, and at ``TRANSFER_LR`` = 1e-3 in the transfer checks: at
-1e-2 its decoders learn from random features as well as from the pretext weights (Δm of the
-pretext weights over random ones +1.17, -1.73, -0.88 % for seeds 0-2; random weights score
-higher on human parts and normals, the pretext ones on semseg and saliency), so no margin
-there could tell a poor rebuild from a good one.
+1e-2 its decoders learned from random features as well as from the pretext weights on the
+scenes before the present lights (Δm of the pretext weights over random ones +1.17, -1.73,
+-0.88 % for seeds 0-2), so no margin there could tell a poor rebuild from a good one. At
+1e-3 too, random weights score higher on human parts and normals (seed 0: 13.98 / 22.78°
+against 13.13 / 23.57°), the pretext ones on semseg and saliency.
 
 Against random weights, the fp32 build on this machine and the shipped fp16 file differ by
 the fp16 rounding only (Δm 6.98 % and 7.05 %, seed 0, on the scenes before people stood
-head up). Another CPU's rebuild differs by more; the bound of 2 points is a choice, below the
-3.3-point spread that the training seed alone gives (above).
+head up). Another CPU's rebuild differs by more; the bound of 3 points is a choice, below the
+6.4-point spread that the training seed alone gives (above). A rebuild on this machine
+scored 5.78 % against the shipped file's 7.99 % (seed 0, 2026-12-03), outside the 2 points
+this bound was on the earlier scenes, whose seed spread was 3.3 points.
 
-Normals are learned least: full fine-tuning ends about 1° below the constant "facing the
-camera" prediction, although a prediction at the finest tap's resolution (the true normals
-averaged over 8×8 pixels and upsampled bilinearly) would score 8.4°.
+Normals are learned least: full fine-tuning ends about 6° below the best constant
+prediction (19.92° against 26.06°), although a prediction at the finest tap's resolution
+would score far lower (8.4° on the scenes before the present lights).
 """
 
 from __future__ import annotations
@@ -62,8 +65,8 @@ TASKS = ("semseg", "human_parts", "saliency", "normals")
 HIGHER = {t: get_task(t).higher_is_better for t in TASKS}
 # By how much each task's score must clear a bar (points, or degrees for normals); the
 # module docstring has the seed-to-seed figures each margin was chosen from.
-OVER_THE_FLOORS = {"semseg": 15.0, "human_parts": 4.0, "saliency": 15.0, "normals": 0.5}
-OVER_A_FROZEN_BACKBONE = {"semseg": 4.0, "human_parts": 4.0, "saliency": 0.5, "normals": 0.3}
+OVER_THE_FLOORS = {"semseg": 15.0, "human_parts": 6.0, "saliency": 15.0, "normals": 3.0}
+OVER_A_FROZEN_BACKBONE = {"semseg": 4.0, "human_parts": 5.0, "saliency": 1.0, "normals": 1.5}
 TRANSFER_LR = 1e-3  # the frozen backbone's rate in the transfer checks (module doc)
 
 
@@ -125,4 +128,4 @@ def test_rebuilt_weights_transfer_as_well_as_the_shipped_ones(primaries: dict) -
     frozen backbone on a fresh rebuild beats random weights by the shipped file's margin."""
     shipped = delta_m(primaries["transfer-shipped"], primaries["transfer-random"], HIGHER)
     rebuilt = delta_m(primaries["transfer-rebuilt"], primaries["transfer-random"], HIGHER)
-    assert rebuilt > 1.0 and abs(rebuilt - shipped) < 2.0, (shipped, rebuilt, primaries)
+    assert rebuilt > 1.0 and abs(rebuilt - shipped) < 3.0, (shipped, rebuilt, primaries)

@@ -11,6 +11,7 @@ from pebench.data.base import DATASETS
 from pebench.defaults import DEFAULT_LR, PEFT_LR
 from pebench.method import METHODS, SharableMethod
 from pebench.model import build_model
+from pebench.schedule import adamw
 from pebench.settings import setting
 from pebench.train import OptimConfig, Trainer
 
@@ -86,3 +87,15 @@ def test_a_record_from_before_decoder_lr_had_its_decoders_at_its_lr(lr: float) -
     old = {"method": "polyhistor", "lr": lr, "seed": 0}
     assert setting(old, {})["decoder_lr"] == lr
     assert RunConfig.from_record(old).resolved().decoder_lr == lr
+
+
+def test_with_one_rate_the_optimiser_keeps_the_two_groups_of_earlier_saved_states() -> None:
+    """Decayed, then not decayed, at ``lr``: the order a state saved before ``decoder_lr``
+    holds its groups in, so that it still loads; other rates' groups come after."""
+    info = DATASETS.get("synthetic").info
+    model = build_model("lora", method_config("lora", {}), "swin-nano", 64, ("semseg",), info)
+    one = adamw(model, 1e-3, 0.05).param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in one] == [(1e-3, 0.05), (1e-3, 0.0)]
+    two = adamw(model, 1e-3, 0.05, rates={model.decoders: 1e-2}).param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in two] == [(1e-3, 0.05), (1e-2, 0.05),
+                                                          (1e-2, 0.0)]  # LoRA's are decayed

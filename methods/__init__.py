@@ -4,10 +4,12 @@ from methods import (  # noqa: F401
     adapters,
     bitfit,
     compacter,
+    ditask,
     finetuning,
     hypernetworks,
     lora,
     mtlora,
     peft_tuner,
+    tadformer,
     vpt,
 )

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -233,7 +233,7 @@ class MTLoRA(Method):
                 for target in config.targets:
                     site.replace_linear(target, lambda base: AdaptedLinear(
                         base, self._update(encoder, base, shared=True)))
-        self._unfreeze_extras(encoder)
+        unfreeze_extras(encoder, config)
         return encoder
 
     def _update(self, encoder: nn.Module, base: nn.Linear, shared: bool) -> LowRankUpdate:
@@ -264,41 +264,67 @@ class MTLoRA(Method):
         site.add_after_attention(proj)
         return StageEnd(site, proj)
 
-    def _unfreeze_extras(self, encoder: nn.Module) -> None:
-        """What MTLoRA trains besides the low-rank updates, all shared by the tasks."""
-        config = self.config
-        if config.train_patch_embed:
-            encoder.patch_embedding().requires_grad_(True)
-        if config.train_layer_norms:
-            for _, norm in encoder.layers_of(nn.LayerNorm):
-                norm.requires_grad_(True)
-        if config.train_position_bias:
-            for table in encoder.position_bias_tables():
-                table.requires_grad_(True)
-        if config.train_patch_merging:
-            for merging in encoder.patch_mergings():
-                merging.requires_grad_(True)
-
     def encode(self, encoder: nn.Module, images: torch.Tensor) -> TaskFeatures:
-        """The shared stream once, then the task branch of each stage's last block per task
-        (loop) or for all tasks at once (batched), each through the stage's patch merging."""
-        stage_ends = self._stage_ends
-        kept: dict[int, SharedPass] = {}
-
-        def block(module: nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
-            if layer not in stage_ends:
-                return module(x)
-            x, kept[layer] = stage_ends[layer].shared_pass(x)
-            return x
-
-        encoder.taps(images, block=block)
-        num_tasks = len(self.tasks)
-        return per_task(encoder.task_context, self.tasks, self.execution, lambda task: _taps(
-            encoder, stage_ends, kept, 1 if task is not None else num_tasks))
+        return encode_with_stage_ends(encoder, images, self._stage_ends, self.tasks,
+                                      self.execution)
 
 
-def _taps(encoder: SwinEncoder, stage_ends: dict[int, StageEnd], kept: dict[int, SharedPass],
-          copies: int) -> list[torch.Tensor]:
-    """Taps (NCHW) from each stage's task output, as the encoder taps a stage's output."""
-    return [encoder.stage_tap(end.stage, end.task_output(kept[layer], copies)).permute(0, 3, 1, 2)
-            for layer, end in stage_ends.items()]
+class StageEndPass(Protocol):
+    """A stage's last block run in two parts (MTLoRA's and DiTASK's ``StageEnd``)."""
+
+    stage: int
+
+    def shared_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The block's shared output, and what its task branch needs."""
+
+    def task_output(self, kept: Any, copies: int) -> torch.Tensor:
+        """The tasks' outputs (copies·N, H, W, C) from what ``shared_pass`` kept."""
+
+
+def encode_with_stage_ends(encoder: SwinEncoder, images: torch.Tensor,
+                           stage_ends: dict[int, StageEndPass], tasks: tuple[str, ...],
+                           execution: Execution) -> TaskFeatures:
+    """The shared stream once, then the task branch of each stage's last block (by layer)
+    per task (loop) or for all tasks at once (batched), each through the stage's patch
+    merging, as the encoder taps a stage's output."""
+    kept: dict[int, Any] = {}
+
+    def block(module: nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
+        if layer not in stage_ends:
+            return module(x)
+        x, kept[layer] = stage_ends[layer].shared_pass(x)
+        return x
+
+    encoder.taps(images, block=block)
+
+    def taps(task: int | None) -> list[torch.Tensor]:
+        copies = 1 if task is not None else len(tasks)
+        return [encoder.stage_tap(end.stage, end.task_output(kept[layer], copies))
+                .permute(0, 3, 1, 2) for layer, end in stage_ends.items()]
+
+    return per_task(encoder.task_context, tasks, execution, taps)
+
+
+class ExtrasConfig(Protocol):
+    """The options that say what trains besides a method's low-rank updates."""
+
+    train_patch_embed: bool
+    train_layer_norms: bool
+    train_position_bias: bool
+    train_patch_merging: bool
+
+
+def unfreeze_extras(encoder: SwinEncoder, config: ExtrasConfig) -> None:
+    """What MTLoRA (and TADFormer, which builds on its code) trains besides the low-rank
+    updates, all shared by the tasks, as the config's ``train_*`` options say."""
+    if config.train_patch_embed:
+        encoder.patch_embedding().requires_grad_(True)
+    if config.train_layer_norms:
+        for _, norm in encoder.layers_of(nn.LayerNorm):
+            norm.requires_grad_(True)
+    if config.train_position_bias:
+        for table in encoder.position_bias_tables():
+            table.requires_grad_(True)
+    if config.train_patch_merging:
+        for merging in encoder.patch_mergings():
+            merging.requires_grad_(True)

@@ -8,6 +8,7 @@ knows timm's Swin internals lives beside ``pebench.backbones``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
@@ -63,6 +64,48 @@ def window_attention(block: SwinTransformerBlock, x: torch.Tensor,
     the windows (N, P, C) and the image tokens in place (N, H, W, C). Cyclic shift and
     padding to whole windows are timm's, so no prompts means exactly the frozen block (whose
     attention and projection dropout SwinEncoder leaves at 0)."""
+    attended = attend_in_windows(block, x, prompts)
+    proj = block.attn.proj
+    return proj(attended.prompts), attended.to_image(proj(attended.windows))
+
+
+@dataclass
+class PromptedWindows:
+    """One block's window attention over image tokens and prompts, before the output
+    projection: what a method that treats the projection itself needs (TADFormer)."""
+
+    block: SwinTransformerBlock
+    height: int  # of the image tokens, before padding to whole windows
+    width: int
+    # The prompts' attention output averaged over the windows (N, P, C). The output
+    # projection is affine, so projecting the average gives the average of the projections at
+    # 1/windows of the cost.
+    prompts: torch.Tensor
+    windows: torch.Tensor  # the image tokens' attention output, window by window (N, nW, A, C)
+    prompt_queries: torch.Tensor  # (N, heads, P, head_dim)
+    window_keys: torch.Tensor  # the image tokens' keys (N, nW, heads, A, head_dim)
+
+    def prompt_scores(self) -> torch.Tensor:
+        """The raw prompt-to-token scores q·kᵀ (N, nW, heads, P, A): before the scale, the
+        relative-position bias (prompts have no position) and the softmax."""
+        return self.prompt_queries.unsqueeze(1) @ self.window_keys.transpose(-2, -1)
+
+    def to_image(self, windows: torch.Tensor) -> torch.Tensor:
+        """Tokens in window layout (M, nW, A, C') back in place (M, H, W, C'): the windows
+        merged, the padding cropped and the cyclic shift undone."""
+        block = self.block
+        height, width = self.height, self.width
+        padded = (height - height % -block.window_size[0], width - width % -block.window_size[1])
+        image = window_reverse(windows.reshape(-1, *block.window_size, windows.shape[-1]),
+                               block.window_size, *padded)[:, :height, :width]
+        return torch.roll(image, shifts=block.shift_size, dims=(1, 2)) if any(
+            block.shift_size) else image
+
+
+def attend_in_windows(block: SwinTransformerBlock, x: torch.Tensor,
+                      prompts: torch.Tensor) -> PromptedWindows:
+    """The (shifted) window attention of image tokens x (N, H, W, C), already normalised,
+    with the prompts (N, P, C) prepended to every window, up to the output projection."""
     n, h, w, c = x.shape
     attn = block.attn
     shift = block.shift_size
@@ -81,15 +124,9 @@ def window_attention(block: SwinTransformerBlock, x: torch.Tensor,
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=prompted_bias(block, num_prompts),
                                          scale=attn.scale)
     out = out.transpose(2, 3).reshape(n, num_windows, length, -1)
-    # The output projection is affine: averaging the prompts over the windows before it gives
-    # the same result as after it, at 1/windows of the cost.
-    prompts = attn.proj(out[:, :, :num_prompts].mean(dim=1))
-    image = attn.proj(out[:, :, num_prompts:])
-    image = window_reverse(image.reshape(-1, *block.window_size, c), block.window_size,
-                           h + pad_h, w + pad_w)[:, :h, :w]
-    if any(shift):
-        image = torch.roll(image, shifts=shift, dims=(1, 2))
-    return prompts, image
+    return PromptedWindows(block, h, w, out[:, :, :num_prompts].mean(dim=1),
+                           out[:, :, num_prompts:], q[:, 0, :, :num_prompts],
+                           k[:, :, :, num_prompts:])
 
 
 def prompted_bias(block: SwinTransformerBlock, num_prompts: int) -> torch.Tensor:

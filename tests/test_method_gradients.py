@@ -17,6 +17,10 @@ from pebench.method import METHODS
 NO_GRADIENT_BY_DESIGN = {
     "mtlora": {f"encoder.model.layers.3.blocks.1.mlp.fc2.shared.lora_{ab}"
                for ab in "ab"},
+    # DiTASK: the same reason for the shared warps of the very last block's proj (moved
+    # after the attention), fc1 and fc2; its task streams use their own warps throughout.
+    "ditask": {f"encoder.model.layers.3.blocks.1.{name}.shared.theta"
+               for name in ("drop_path1.modules_after.0", "mlp.fc1", "mlp.fc2")},
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.machinery
+import importlib.util
 import json
 from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
@@ -94,8 +94,9 @@ def source_roots() -> list[Path]:
 
 
 def _locations(top: str) -> Iterator[Path]:
-    """Where a top-level module lives, found without importing it."""
-    spec = importlib.machinery.PathFinder.find_spec(top)
+    """Where a top-level module lives, found without importing it. Every finder is asked,
+    not only the path-based one: an editable install maps its packages through its own."""
+    spec = importlib.util.find_spec(top)
     if spec is None:
         return
     if spec.submodule_search_locations:

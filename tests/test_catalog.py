@@ -73,3 +73,16 @@ def test_the_sources_include_the_builtin_packages_and_each_plugins_package() -> 
     names = {root.name for root in roots}
     assert {"pebench", "methods", "tasks"} <= names
     assert all(root.exists() for root in roots)
+
+
+def test_the_sources_are_found_outside_the_checkout_too(tmp_path: Path) -> None:
+    """The console script runs with its own folder, not the checkout, on sys.path: the
+    built-in packages must still be found (an editable install maps them through a finder
+    of its own), or adding a method would not change the fingerprint and the listing, and
+    `pebench run`, would not know it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from pebench.catalog import source_roots; "
+         "print(sorted(root.name for root in source_roots()))"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=True)
+    assert {"pebench", "methods", "tasks"} <= set(json.loads(done.stdout.replace("'", '"')))

@@ -315,8 +315,8 @@ class ExtrasConfig(Protocol):
 
 
 def unfreeze_extras(encoder: SwinEncoder, config: ExtrasConfig) -> None:
-    """What MTLoRA (and TADFormer, which builds on its code) trains besides the low-rank
-    updates, all shared by the tasks, as the config's ``train_*`` options say."""
+    """What MTLoRA (and TADFormer and DiTASK, whose code builds on its) trains besides its
+    adapted linears, all shared by the tasks, as the config's ``train_*`` options say."""
     if config.train_patch_embed:
         encoder.patch_embedding().requires_grad_(True)
     if config.train_layer_norms:

@@ -30,9 +30,10 @@ files; the configs call the setting "Base MTLoRA"):
     filter is dynamic, its kernels generated from the input (``filters=dynamic``, the
     default; ``DynamicTaskFilter`` says how). The released code defines that class but runs
     a static per-task convolution instead (``NaiveConvFilter``; ``filters=static``). The
-    published trainable counts (below) include the dynamic generator, so the dynamic filter
-    is what the paper's table measured. For the projection the filter runs inside each
-    window (zero padding at the window border), for fc1 and fc2 over the whole stage map.
+    published trainable counts include the dynamic generators (README, Parameter
+    accounting), so the dynamic filter is what the paper's table measured. For the
+    projection the filter runs inside each window (zero padding at the window border), for
+    fc1 and fc2 over the whole stage map.
   - As in MTLoRA, each task-specific linear adds its task update to the frozen output of
     the *shared* input, and the shared update does not enter the task output:
     ``a_t = x + W_proj·z + b + s·B·filter_t(A·x_t)``,
@@ -64,8 +65,8 @@ MTLoRA, on whose recipe the released configs build.
 
 Execution. The shared stream, prompts included, runs once on the B images; each task's
 branch of a stage's last block runs afterwards from what the shared pass kept (per task in
-``loop``, all tasks at once in ``batched``, the per-task convolutions as one grouped
-convolution), with the same result.
+``loop``, all tasks at once in ``batched``, each filter as one grouped convolution),
+with the same result.
 """
 
 from __future__ import annotations

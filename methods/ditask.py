@@ -34,7 +34,10 @@ inputs included (the code does not drop the task inputs of fc1 and fc2); stochas
 off (the code uses 0.2), as for every pebench method; the harness learning rate 1e-3, as
 for MTLoRA, on whose recipe the code builds. The singular value decompositions of the
 frozen weights are taken once, when the method is attached (after the weights are loaded),
-in float64, and kept as buffers that no checkpoint stores.
+at the weights' precision, and kept as buffers that no checkpoint stores; the warped weight
+is the frozen one plus U·diag(σ∘T - σ)·Vᵀ, so their rounding enters only through the
+change. The warped weights depend on θ alone, so ``prepare()`` forms them once per step
+and once per evaluation, as the hypernetwork methods emit theirs.
 
 By the method's design the shared warps of the very last block's proj, fc1 and fc2 get no
 gradient: they only change the shared stream's final output, which feeds no tap (every
@@ -84,44 +87,23 @@ class DiTASKConfig:
 
 
 class SpectralWarp(nn.Module):
-    """``num_sets`` warps of the singular values of one frozen weight (module doc), held as
-    θ (sets, cells - 1), with the weight's decomposition (blocks, ·) as buffers."""
+    """``num_sets`` warps of one weight's singular values, each held as θ (cells - 1,),
+    Kaiming-uniform as the code initialises its (1, cells - 1) parameter."""
 
-    def __init__(self, weight: torch.Tensor, cells: int, num_sets: int, group: str) -> None:
+    def __init__(self, cells: int, num_sets: int, group: str,
+                 device: torch.device | None = None) -> None:
         super().__init__()
         self.param_group = group
-        theta = torch.empty(num_sets, cells - 1, device=weight.device)
+        theta = torch.empty(num_sets, cells - 1, device=device)
         for row in theta:
-            # Kaiming-uniform of a (1, cells - 1) parameter, as the code initialises θ.
             nn.init.kaiming_uniform_(row.unsqueeze(0), a=math.sqrt(5))
         self.theta = nn.Parameter(theta)
-        out_features, in_features = weight.shape
-        blocks = out_features // in_features if out_features % in_features == 0 else 1
-        self.blocks = blocks if blocks in (2, 3) else 1  # (k, v) or (q, k, v) warped apart
-        chunks = weight.detach().reshape(self.blocks, -1, in_features)
-        if weight.is_meta:  # counting parameters: shapes only
-            rank = min(chunks.shape[1:])
-            u = torch.empty(self.blocks, chunks.shape[1], rank, device="meta")
-            s = torch.empty(self.blocks, rank, device="meta")
-            vh = torch.empty(self.blocks, rank, in_features, device="meta")
-        else:
-            u, s, vh = torch.linalg.svd(chunks.double(), full_matrices=False)
-        self.register_buffer("u", u.to(weight.dtype), persistent=False)
-        self.register_buffer("s", s.to(weight.dtype), persistent=False)
-        self.register_buffer("vh", vh.to(weight.dtype), persistent=False)
-
-    def weights(self, frozen: torch.Tensor) -> torch.Tensor:
-        """The warped matrices (sets, out, in) of the frozen weight (out, in), written as the
-        frozen weight plus U·diag(σ∘T - σ)·Vᵀ: exactly the frozen weight where T is the
-        identity, and the decomposition's rounding enters only through the change."""
-        change = warp_values(self.s, self.theta) - self.s  # (sets, blocks, rank)
-        matrices = (self.u * change.unsqueeze(-2)) @ self.vh  # (sets, blocks, out/blocks, in)
-        return frozen + matrices.flatten(1, 2)
 
 
 class WarpedLinear(nn.Module):
     """A frozen Linear whose weight is replaced by its shared warp, and, in the last block of
-    a stage, by each task's warp in ``task_output`` (task-major inputs, TaskContext rules)."""
+    a stage, by each task's warp in ``task_output`` (task-major inputs, TaskContext rules).
+    The weight's decomposition, taken once here, serves both."""
 
     def __init__(self, base: nn.Linear, shared: SpectralWarp, dropout: float,
                  tasks: SpectralWarp | None = None, context: TaskContext | None = None) -> None:
@@ -131,14 +113,49 @@ class WarpedLinear(nn.Module):
         self.tasks = tasks
         self.context = context
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        weight = base.weight.detach()
+        out_features, in_features = weight.shape
+        blocks = out_features // in_features if out_features % in_features == 0 else 1
+        blocks = blocks if blocks in (2, 3) else 1  # (k, v) or (q, k, v) warped apart
+        chunks = weight.reshape(blocks, -1, in_features)
+        if weight.is_meta:  # counting parameters: shapes only
+            rank = min(chunks.shape[1:])
+            u = torch.empty(blocks, chunks.shape[1], rank, device="meta")
+            s = torch.empty(blocks, rank, device="meta")
+            vh = torch.empty(blocks, rank, in_features, device="meta")
+        else:
+            u, s, vh = torch.linalg.svd(chunks, full_matrices=False)
+        self.register_buffer("u", u, persistent=False)
+        self.register_buffer("s", s, persistent=False)
+        self.register_buffer("vh", vh, persistent=False)
+        self._weights: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def prepare(self) -> None:
+        """Form the warped weights once per step (and once per evaluation): they depend on θ
+        alone, not on the input."""
+        tasks = None if self.tasks is None else self.warped(self.tasks).transpose(1, 2)
+        self._weights = (self.warped(self.shared)[0], tasks)
+
+    def prepared(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._weights is None:
+            raise RuntimeError("the warped weights were never formed: call model.prepare() "
+                               "before the forward pass")
+        return self._weights
+
+    def warped(self, warp: SpectralWarp) -> torch.Tensor:
+        """The warped matrices (sets, out, in), written as the frozen weight plus
+        U·diag(σ∘T - σ)·Vᵀ: exactly the frozen weight where T is the identity, and the
+        decomposition's rounding enters only through the change."""
+        change = warp_values(self.s, warp.theta) - self.s  # (sets, blocks, rank)
+        matrices = (self.u * change.unsqueeze(-2)) @ self.vh  # (sets, blocks, out/blocks, in)
+        return self.base.weight + matrices.flatten(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.dropout(x), self.shared.weights(self.base.weight)[0],
-                        self.base.bias)
+        return F.linear(self.dropout(x), self.prepared()[0], self.base.bias)
 
     def task_output(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.tasks is not None and self.context is not None
-        weights = self.tasks.weights(self.base.weight).transpose(1, 2)  # (tasks, in, out)
+        weights = self.prepared()[1]  # (tasks, in, out)
+        assert weights is not None and self.context is not None
         bias = self.base.bias
         biases = None if bias is None else bias.expand(weights.shape[0], -1)
         return self.context.linear(self.dropout(x), weights, biases)
@@ -186,6 +203,7 @@ class DiTASK(Method):
         sites = list(encoder.blocks())
         last = {site.stage: site for site in sites}
         self._stage_ends: dict[int, StageEnd] = {}  # by layer; the modules are the encoder's
+        self._linears: list[WarpedLinear] = []  # a plain list, for the same reason
         for site in sites:
             stage_end = last[site.stage] is site
             for target in ("attn.qkv", *TASK_LINEARS):
@@ -201,11 +219,17 @@ class DiTASK(Method):
         return encoder
 
     def _warped(self, encoder: nn.Module, base: nn.Linear, task_specific: bool) -> WarpedLinear:
-        config = self.config
-        shared = SpectralWarp(base.weight, config.cells, 1, ENCODER_SHARED)
-        tasks = (SpectralWarp(base.weight, config.task_cells, len(self.tasks),
-                              ENCODER_TASK_SPECIFIC) if task_specific else None)
-        return WarpedLinear(base, shared, config.dropout, tasks, encoder.task_context)
+        config, device = self.config, base.weight.device
+        shared = SpectralWarp(config.cells, 1, ENCODER_SHARED, device)
+        tasks = (SpectralWarp(config.task_cells, len(self.tasks), ENCODER_TASK_SPECIFIC, device)
+                 if task_specific else None)
+        linear = WarpedLinear(base, shared, config.dropout, tasks, encoder.task_context)
+        self._linears.append(linear)
+        return linear
+
+    def prepare(self) -> None:
+        for linear in self._linears:
+            linear.prepare()
 
     def encode(self, encoder: nn.Module, images: torch.Tensor) -> TaskFeatures:
         return encode_with_stage_ends(encoder, images, self._stage_ends, self.tasks,

@@ -125,6 +125,7 @@ def test_taps_match_timms_own_blocks_with_warped_weights() -> None:
                 module.theta.normal_(0, 2)  # large enough to move every singular value
     images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
+        model.prepare()
         ours = model.method.encode(model.encoder, images)
         reference = reference_taps(model, images)
     for task in NANO:
@@ -141,6 +142,7 @@ def test_theta_zero_is_the_frozen_encoder() -> None:
                 module.theta.zero_()
     images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
+        model.prepare()
         features = model.method.encode(model.encoder, images)
         frozen = reference_encoder()(images)
     for task in NANO:
@@ -185,7 +187,7 @@ def test_what_trains_and_the_decompositions_stay_out_of_checkpoints() -> None:
         if name in frozen:
             assert torch.equal(param, frozen[name]), name
     qkv = next(model.encoder.blocks()).linear("attn.qkv")
-    assert isinstance(qkv, WarpedLinear) and qkv.shared.blocks == 3
+    assert isinstance(qkv, WarpedLinear) and qkv.u.shape[0] == 3  # q, k, v apart
 
 
 def test_configuration_errors() -> None:

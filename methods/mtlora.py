@@ -215,9 +215,7 @@ class MTLoRA(Method):
 
     @classmethod
     def published_row(cls, config: MTLoRAConfig) -> str | None:
-        if dataclasses.replace(config, rank=cls.Config().rank) != cls.Config():
-            return None
-        return cls.PUBLISHED_RANKS.get(config.rank)
+        return published_row_by_rank(cls.Config, config, cls.PUBLISHED_RANKS)
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         config = self.config
@@ -303,6 +301,14 @@ def encode_with_stage_ends(encoder: SwinEncoder, images: torch.Tensor,
                 .permute(0, 3, 1, 2) for layer, end in stage_ends.items()]
 
     return per_task(encoder.task_context, tasks, execution, taps)
+
+
+def published_row_by_rank(defaults: type, config: Any, rows: dict[int, str]) -> str | None:
+    """The published row of a method published at several ranks (``rows``), when ``config``
+    is the default one but for its ``rank``."""
+    if dataclasses.replace(config, rank=defaults().rank) != defaults():
+        return None
+    return rows.get(config.rank)
 
 
 class ExtrasConfig(Protocol):

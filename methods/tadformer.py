@@ -79,7 +79,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.lora_layers import LowRankUpdate
-from methods.mtlora import AdaptedLinear, unfreeze_extras
+from methods.mtlora import AdaptedLinear, published_row_by_rank, unfreeze_extras
 from pebench.backbones import BRANCH_LINEARS
 from pebench.method import Execution, Method, TaskFeatures, per_task, register_method
 from pebench.options import option
@@ -298,6 +298,13 @@ class TADFormer(Method):
                    "per-task filtered features in each stage's last block (TADFormer)")
     Config: ClassVar[type] = TADFormerConfig
     task_specific_encoder = True
+    # The published table has a row for each of these ranks, all else at the defaults.
+    PUBLISHED_RANKS: ClassVar[dict[int, str]] = {
+        16: "TADFormer (r=16)", 32: "TADFormer (r=32)", 64: "TADFormer (r=64)"}
+
+    @classmethod
+    def published_row(cls, config: TADFormerConfig) -> str | None:
+        return published_row_by_rank(cls.Config, config, cls.PUBLISHED_RANKS)
 
     def attach(self, encoder: nn.Module) -> nn.Module:
         config = self.config

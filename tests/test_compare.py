@@ -255,13 +255,13 @@ def test_published_rows_beside_ours_with_the_inconsistent_one_flagged(
     assert code == 0
     frame = pd.read_csv(io.StringIO(out))
     published = frame[frame["source"] == "published"]
-    assert len(published) == 15 and (frame["source"] == "ours").sum() == 5
+    assert len(published) == 18 and (frame["source"] == "ours").sum() == 5
     full = published[published["method"] == "Multi-task full fine-tuning"].iloc[0]
     assert full["delta_m_mean"] == pytest.approx(2.23)  # as printed
     # (0.35/67.21 - 1.69/61.93 + 2.86/62.35 + 1.33/17.97) / 4 × 100
     assert full["delta_m_recomputed"] == pytest.approx(2.4450254, abs=1e-6)
     assert not full["delta_m_consistent"]
-    assert published["delta_m_consistent"].sum() == 14
+    assert published["delta_m_consistent"].sum() == 17
     assert published["dataset"].eq("pascal-context").all()
     polyhistor = published[published["method"] == "Polyhistor"].iloc[0]
     assert polyhistor["semseg_mIoU_mean"] == pytest.approx(70.87)

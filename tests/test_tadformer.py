@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from methods.lora_layers import LowRankUpdate
 from methods.tadformer import DynamicTaskFilter, StaticTaskFilters
+from pebench.accounting import published_trainable_m
 from pebench.errors import PebenchError
 from pebench.model import MultiTaskModel
 from pebench.params import count_parameters
@@ -194,6 +195,7 @@ def test_published_setting_counts(rank: int, expected: int, published: float) ->
                  ) - sum(2 * d for d in SWIN_T_WIDTHS)
     assert unused == 5_952
     assert abs((expected + unused) / 1e6 - published) < 0.005
+    assert published_trainable_m()[f"TADFormer (r={rank})"] == published
 
 
 def test_the_dynamic_filters_kernels_follow_each_input() -> None:

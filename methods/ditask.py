@@ -55,9 +55,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.cpa import warp_values
-from methods.mtlora import encode_with_stage_ends, unfreeze_extras
+from methods.mtlora import StageEndConfig, encode_with_stage_ends, unfreeze_extras
 from pebench.backbones import BlockSite
-from pebench.method import Execution, Method, TaskFeatures, register_method
+from pebench.method import Method, TaskFeatures, register_method
 from pebench.options import option
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 from pebench.task_context import TaskContext
@@ -66,16 +66,10 @@ TASK_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")
 
 
 @dataclass
-class DiTASKConfig:
+class DiTASKConfig(StageEndConfig):
     cells: int = option(64, "cells of each shared warp's velocity field (the paper's r)")
     task_cells: int = option(4, "cells of each task warp in the last block of each stage")
     dropout: float = option(0.05, "dropout on the input of every warped linear")
-    train_patch_embed: bool = option(True, "also train the patch embedding (conv and norm)")
-    train_layer_norms: bool = option(True, "also train every layer norm")
-    train_position_bias: bool = option(True, "also train the relative-position bias tables")
-    train_patch_merging: bool = option(True, "also train the patch-merging reductions")
-    execution: Execution = option("batched", "task branches as one task-batched pass "
-                                             "(batched) or one pass per task (loop)")
 
     def __post_init__(self) -> None:
         for name in ("cells", "task_cells"):

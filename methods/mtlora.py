@@ -80,7 +80,20 @@ TASK_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")
 
 
 @dataclass
-class MTLoRAConfig:
+class StageEndConfig:
+    """The options of MTLoRA and of the methods built on its code (TADFormer, DiTASK): what
+    trains besides their adapted linears, and how their task branches run."""
+
+    train_patch_embed: bool = option(True, "also train the patch embedding (conv and norm)")
+    train_layer_norms: bool = option(True, "also train every layer norm")
+    train_position_bias: bool = option(True, "also train the relative-position bias tables")
+    train_patch_merging: bool = option(True, "also train the patch-merging reductions")
+    execution: Execution = option("batched", "task branches as one task-batched pass "
+                                             "(batched) or one pass per task (loop)")
+
+
+@dataclass
+class MTLoRAConfig(StageEndConfig):
     rank: int = option(16, "rank r of the task-agnostic LoRA in every block")
     task_rank: int = option(4, "rank of the task-specific LoRA in each stage's last block")
     shared_scale: float = option(4.0, "constant scale of the task-agnostic updates")
@@ -90,12 +103,6 @@ class MTLoRAConfig:
                                                       "task-agnostic LoRA")
     task_targets: tuple[str, ...] = option(TASK_LINEARS, "comma-separated linears with "
                                                          "task-specific LoRA")
-    train_patch_embed: bool = option(True, "also train the patch embedding (conv and norm)")
-    train_layer_norms: bool = option(True, "also train every layer norm")
-    train_position_bias: bool = option(True, "also train the relative-position bias tables")
-    train_patch_merging: bool = option(True, "also train the patch-merging reductions")
-    execution: Execution = option("batched", "task branches as one task-batched pass "
-                                             "(batched) or one pass per task (loop)")
 
     def __post_init__(self) -> None:
         for name in ("rank", "task_rank"):
@@ -311,16 +318,7 @@ def published_row_by_rank(defaults: type, config: Any, rows: dict[int, str]) -> 
     return rows.get(config.rank)
 
 
-class ExtrasConfig(Protocol):
-    """The options that say what trains besides a method's low-rank updates."""
-
-    train_patch_embed: bool
-    train_layer_norms: bool
-    train_position_bias: bool
-    train_patch_merging: bool
-
-
-def unfreeze_extras(encoder: SwinEncoder, config: ExtrasConfig) -> None:
+def unfreeze_extras(encoder: SwinEncoder, config: StageEndConfig) -> None:
     """What MTLoRA (and TADFormer and DiTASK, whose code builds on its) trains besides its
     adapted linears, all shared by the tasks, as the config's ``train_*`` options say."""
     if config.train_patch_embed:

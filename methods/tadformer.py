@@ -79,9 +79,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.lora_layers import LowRankUpdate
-from methods.mtlora import AdaptedLinear, published_row_by_rank, unfreeze_extras
+from methods.mtlora import (
+    AdaptedLinear,
+    StageEndConfig,
+    published_row_by_rank,
+    unfreeze_extras,
+)
 from pebench.backbones import BRANCH_LINEARS
-from pebench.method import Execution, Method, TaskFeatures, per_task, register_method
+from pebench.method import Method, TaskFeatures, per_task, register_method
 from pebench.options import option
 from pebench.params import ENCODER_SHARED, ENCODER_TASK_SPECIFIC
 from pebench.prompted_swin import PromptedWindows, attend_in_windows
@@ -95,7 +100,7 @@ TaskFilterKind = Literal["dynamic", "static"]
 
 
 @dataclass
-class TADFormerConfig:
+class TADFormerConfig(StageEndConfig):
     rank: int = option(16, "rank r of the shared LoRA in every block (16, 32, 64 published)")
     scale: float = option(4.0, "constant scale of every low-rank update")
     dropout: float = option(0.05, "dropout on the input of every low-rank product")
@@ -107,12 +112,7 @@ class TADFormerConfig:
                                          "task's stage output")
     stagewise_gating: bool = option(True, "mix by a learnt gate per stage (σ(g), g from 0); "
                                           "off: average the two")
-    train_patch_embed: bool = option(True, "also train the patch embedding (conv and norm)")
-    train_layer_norms: bool = option(True, "also train every layer norm")
-    train_position_bias: bool = option(True, "also train the relative-position bias tables")
-    train_patch_merging: bool = option(False, "also train the patch-merging reductions")
-    execution: Execution = option("batched", "task branches as one task-batched pass "
-                                             "(batched) or one pass per task (loop)")
+    train_patch_merging: bool = False  # FREEZE_DOWNSAMPLE_REDUCTION in the configs
 
     def __post_init__(self) -> None:
         if self.rank < 1:

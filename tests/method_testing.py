@@ -28,6 +28,17 @@ def per_swin_t_block(f: Callable[[int], int]) -> int:
 SWIN_T_LAYER_NORM_WIDTHS = per_swin_t_block(lambda d: 2 * d) + 4 * (96 + 192 + 384) + 96
 
 
+def swin_t_extras(reductions: bool = True) -> int:
+    """What MTLoRA and the methods built on its code train on Swin-T besides their adapted
+    linears: the patch embedding (conv and norm), every LayerNorm, the relative-position
+    tables (169 offsets per head) and, unless ``reductions`` is off, the patch-merging
+    reductions."""
+    patch_embed = 3 * 96 * 16 + 96
+    position_bias = 169 * (3 * 2 + 6 * 2 + 12 * 6 + 24 * 2)
+    merging = sum(4 * d * 2 * d for d in SWIN_T_WIDTHS[:3]) if reductions else 0
+    return patch_embed + 2 * SWIN_T_LAYER_NORM_WIDTHS + position_bias + merging
+
+
 def build(method: str, outputs: dict[str, int] = NANO, backbone: str = "swin-nano",
           img_size: int = 64, meta: bool = False, **overrides: str) -> MultiTaskModel:
     """A model with a randomly initialised (seeded) backbone; ``meta`` allocates nothing."""

@@ -16,6 +16,7 @@ from method_testing import (
     SWIN_T_WIDTHS,
     assert_loop_and_batched_agree,
     build,
+    swin_t_extras,
     train_step,
     trainable,
 )
@@ -31,17 +32,6 @@ from pebench.model import MultiTaskModel
 from pebench.params import count_parameters
 
 TASKS = len(PASCAL)
-
-
-def swin_t_extras() -> int:
-    """What MTLoRA trains besides LoRA on Swin-T: patch embedding (conv + norm), the block
-    norms, the relative-position tables (169 offsets per head) and the patch mergings."""
-    patch_embed = 3 * 96 * 16 + 96 + 2 * 96
-    block_norms = sum(depth * 4 * d for d, depth in zip(SWIN_T_WIDTHS, SWIN_T_DEPTHS,
-                                                        strict=True))
-    position_bias = 169 * (3 * 2 + 6 * 2 + 12 * 6 + 24 * 2)
-    mergings = sum(2 * 4 * d + 4 * d * 2 * d for d in SWIN_T_WIDTHS[:3])
-    return patch_embed + block_norms + position_bias + mergings
 
 
 @pytest.mark.parametrize(("rank", "expected", "published"), [

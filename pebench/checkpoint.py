@@ -55,6 +55,7 @@ class TrainingState:
     rng: list[dict[str, Any]]  # the generators of every rank, in rank order
     eval_history: list[dict[str, Any]]
     train_s: float
+    data_s: float = 0.0  # of train_s, waiting for batches (0 in states from before the field)
     saved_at: str = ""
 
     def save(self, path: Path) -> None:

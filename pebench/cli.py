@@ -176,7 +176,9 @@ def _print_run(record: RunRecord, out: Path) -> None:
     console.print(table)
     params = record.params
     console.print(f"trainable parameters: {params['trainable']:,} of {params['total']:,}   "
-                  f"train {record.timing['train_s']:.1f} s, eval {record.timing['eval_s']:.1f} s")
+                  f"train {record.timing['train_s']:.1f} s (data wait "
+                  f"{record.timing['data_s']:.1f} s), eval {record.timing['eval_s']:.1f} s",
+                  soft_wrap=True)
     delta_m = finished_run_delta_m(record, out)
     if delta_m is not None:
         console.print(f"Δm {delta_m.value:+.2f}% against the {delta_m.reference.label} "

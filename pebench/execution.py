@@ -7,6 +7,7 @@ import inspect
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from pebench.results import RunRecord
 from pebench.rng import capture_rng, restore_rng, seed_everything
 from pebench.run_files import RunFiles
 from pebench.task import Task, get_task
-from pebench.train import OptimConfig, Trainer
+from pebench.train import Batch, OptimConfig, Trainer
 
 # A state is also saved when training ends (before the final evaluation) once training has
 # taken this long, so that a crash in the evaluation costs no training.
@@ -54,6 +55,9 @@ class Execution:
         self.tasks: dict[str, Task] = {name: get_task(name) for name in config.tasks}
         self.saved_step: int | None = state.step if state is not None else None
         self.train_s = state.train_s if state is not None else 0.0  # finished training time
+        # Of the training time, what this run's process spent waiting for the next batch:
+        # the share a faster input pipeline (more --workers) could take back.
+        self.data_s = state.data_s if state is not None else 0.0
         self.training_since: float | None = None  # while this process trains
         self.last_save = time.monotonic()
         self.started = False  # the record says it runs: from then on a failure is recorded
@@ -124,8 +128,10 @@ class Execution:
             record.eval_history = list(self.state.eval_history)
         workers = (config.workers if config.workers is not None
                    else default_workers(self.device, self.ranks))
-        self.batches = iter(train_loader(train_set, config.batch_size, config.seed,
-                                         self.trainer.step, workers, self.device, self.ranks))
+        # iter() now, not at the first step: it starts the workers and draws the loader's seed.
+        self.batches = self._timed(iter(train_loader(train_set, config.batch_size, config.seed,
+                                                     self.trainer.step, workers, self.device,
+                                                     self.ranks)))
         self.val_loader = eval_loader(val_set, config.eval_batch_size or config.batch_size,
                                       workers, self.device, self.ranks)
         if self.state is not None:  # after the loader drew its seed, as the first run did
@@ -136,6 +142,14 @@ class Execution:
         self._write_record()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _timed(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """``batches``, adding the time each takes to arrive to ``data_s``."""
+        asked = time.perf_counter()
+        for batch in batches:
+            self.data_s += time.perf_counter() - asked
+            yield batch
+            asked = time.perf_counter()
 
     def _train(self) -> float:
         """Train to the last step; returns the seconds this process trained."""
@@ -169,7 +183,8 @@ class Execution:
         steps, train_s = self.trainer.total_steps, self._train_seconds()
         record.metrics = metrics
         record.primary = primary_metrics(metrics, self.tasks)
-        record.timing.update({"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
+        record.timing.update({"train_s": round(train_s, 3), "data_s": round(self.data_s, 3),
+                              "eval_s": round(eval_s, 3),
                               "train_steps_per_s": round(steps / train_s, 4)
                               if steps and train_s > 0 else 0.0})
         record.peak_memory_mb, record.peak_memory_source = _peak_memory(self.device)
@@ -189,7 +204,8 @@ class Execution:
         self.record.steps_done = step
         self.record.error = (f"interrupted by {self.stop.reason} at step {step} of "
                              f"{self.trainer.total_steps}")
-        self.record.timing["train_s"] = round(self._train_seconds(), 3)
+        self.record.timing.update({"train_s": round(self._train_seconds(), 3),
+                                   "data_s": round(self.data_s, 3)})
         self._write_record()
         raise RunInterrupted(self.record, self.stop.reason)
 
@@ -238,7 +254,7 @@ class Execution:
                 step=step, model=trainable_tensors(self.model, every_buffer=True),
                 trainer=self.trainer.state_dict(), rng=rng,
                 eval_history=list(self.record.eval_history),
-                train_s=self._train_seconds(),
+                train_s=self._train_seconds(), data_s=self.data_s,
             ).save(self.files.state)
         self.saved_step = step
         self.last_save = time.monotonic()

@@ -50,7 +50,8 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path: Path,
     killed = only_record(tmp_path)
     assert killed["status"] == "running"  # what a killed run leaves: never "completed"
     (state_file,) = states(tmp_path)
-    saved_step = TrainingState.load(state_file).step
+    saved = TrainingState.load(state_file)
+    saved_step = saved.step
     assert 0 < saved_step < STEPS, saved_step
     assert killed["steps_done"] == saved_step  # the record was updated with each state
     assert killed["resume_command"].startswith(f"pebench run --resume {killed['run_id']}")
@@ -61,6 +62,7 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path: Path,
     for key in OUTCOME:
         assert record[key] == uninterrupted[key], key
     assert [r["step"] for r in record["resumes"]] == [saved_step]
+    assert 0 < saved.data_s <= record["timing"]["data_s"]  # the wait before the kill counts
     assert record["resume_command"] is None and not states(tmp_path)
     assert (tmp_path / record["checkpoint"]).is_file()
 

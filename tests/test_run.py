@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,13 @@ from safetensors.torch import load_file
 
 from pebench.api import run
 from pebench.config import RunConfig
+from pebench.data.synthetic import SyntheticScenes
 from pebench.params import count_parameters
 from pebench.primary import delta_m
 from pebench.reference import finished_run_delta_m
 from pebench.results import RunRecord
 from pebench.task import get_task
+from pebench.train import Trainer
 
 TINY = {"img_size": 64, "batch_size": 2, "steps": 3}
 RECORD_FIELDS = {
@@ -56,6 +59,29 @@ def test_completed_record_has_the_documented_schema(tmp_path: Path) -> None:
                     and not k.endswith("num_batches_tracked"))
     assert trainable == params["trainable"]
     assert not list(tmp_path.glob("*.tmp")), "no temporary file may be left behind"
+
+
+def test_the_record_says_how_long_training_waited_for_data(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``timing.data_s`` is the part of ``train_s`` spent waiting for batches: a training
+    sample made 50 ms slower adds to it, a step made 100 ms slower does not."""
+    render, step = SyntheticScenes.__getitem__, Trainer.train_step
+
+    def slow_sample(self: SyntheticScenes, item: object) -> object:
+        if self.split == "train":
+            time.sleep(0.05)
+        return render(self, item)
+
+    def slow_step(self: Trainer, batch: object) -> object:
+        time.sleep(0.1)
+        return step(self, batch)
+
+    monkeypatch.setattr(SyntheticScenes, "__getitem__", slow_sample)
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    timing = tiny_run(tmp_path)["timing"]
+    steps, batch = TINY["steps"], TINY["batch_size"]
+    assert timing["data_s"] >= steps * batch * 0.05, timing
+    assert timing["train_s"] - timing["data_s"] >= steps * 0.1, timing
 
 
 def test_decoder_only_checkpoint_holds_only_trainable_tensors(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path: Path,
     for key in OUTCOME:
         assert record[key] == uninterrupted[key], key
     assert [r["step"] for r in record["resumes"]] == [saved_step]
-    assert 0 < saved.data_s <= record["timing"]["data_s"]  # the wait before the kill counts
+    assert saved.data_s > 0  # the state keeps the wait for batches before the kill
     assert record["resume_command"] is None and not states(tmp_path)
     assert (tmp_path / record["checkpoint"]).is_file()
 
@@ -152,6 +152,17 @@ def test_resume_finishes_a_run_stopped_before_its_first_step(tmp_path: Path) -> 
     expected = run(small_config(tmp_path / "plain", steps=3), show_progress=False)
     assert record.status == "completed" and record.metrics == expected.metrics
     assert not list(tmp_path.glob("*.state.pt")) and not list(tmp_path.glob("*.lock"))
+
+
+def test_a_resumed_run_counts_the_wait_for_data_before_its_interruption(
+        tmp_path: Path) -> None:
+    run_id = stopped_at_start(tmp_path)
+    (path,) = states(tmp_path)
+    state = TrainingState.load(path)
+    state.data_s = 100.0  # far more than the resumed steps can wait, so it must be carried
+    state.save(path)
+    record = resume(run_id, tmp_path, show_progress=False)
+    assert record.timing["data_s"] >= 100.0
 
 
 @pytest.mark.parametrize(("case", "message"), [
